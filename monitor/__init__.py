@@ -1,0 +1,3 @@
+"""IoT proactive service monitor: MQTT telemetry in, proactive service cases out."""
+
+__version__ = "0.1.0"

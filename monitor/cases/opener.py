@@ -1,0 +1,97 @@
+"""Turning alarms into cases: one open case per device and problem, whatever the timing.
+
+The database enforces the rule with a partial unique index (see ``monitor.store.models``).
+Each opening runs in a savepoint: if another message or another monitor process got there
+first, the insert fails on that index and the alarm joins the existing case instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from monitor.config import NotifySettings
+from monitor.metrics import CASES_OPENED
+from monitor.notify.outbox import enqueue_case_opened
+from monitor.store import Case, CaseEvent, Customer, Device
+from monitor.store.models import OPEN_CASE_STATUSES
+from rules.engine import Alarm
+
+log = logging.getLogger(__name__)
+
+
+class CaseOpener:
+    """The cases stage: alarms in, newly opened cases out (with their notifications queued)."""
+
+    def __init__(self, notify: NotifySettings) -> None:
+        self._notify = notify
+
+    def run(self, session: Session, alarms: list[Alarm]) -> list[Case]:
+        opened: list[Case] = []
+        for alarm in alarms:
+            if "open_case" not in alarm.actions:
+                continue
+            case = self._open(session, alarm)
+            if case is not None:
+                opened.append(case)
+        return opened
+
+    def _open(self, session: Session, alarm: Alarm) -> Case | None:
+        if _open_case_exists(session, alarm.device_id, alarm.problem):
+            return None
+        now = time.time()
+        case = Case(
+            device_id=alarm.device_id,
+            problem=alarm.problem,
+            rule=alarm.rule,
+            severity=alarm.severity,
+            opened_at=alarm.at,
+            created_wall=now,
+            predicted_failure_at=alarm.predicted_failure_at,
+            suggested_action=alarm.suggested_action.strip(),
+            evidence=alarm.evidence,
+        )
+        try:
+            with session.begin_nested():
+                session.add(case)
+                session.flush()
+        except IntegrityError:
+            log.info(
+                "case already open; alarm joins it",
+                extra={"device_id": alarm.device_id, "problem": alarm.problem},
+            )
+            return None
+        assert case.id is not None
+        session.add(
+            CaseEvent(case_id=case.id, at_wall=now, kind="opened", detail={"rule": alarm.rule})
+        )
+        device = session.get(Device, alarm.device_id)
+        customer = None
+        if device is not None and device.customer_id:
+            customer = session.get(Customer, device.customer_id)
+        if device is not None and {"notify_customer", "notify_support"} & set(alarm.actions):
+            enqueue_case_opened(session, case, device, customer, self._notify, now)
+        CASES_OPENED.inc()
+        log.info(
+            "case opened",
+            extra={
+                "case_id": case.id,
+                "device_id": alarm.device_id,
+                "problem": alarm.problem,
+                "rule": alarm.rule,
+                "since": alarm.since,
+            },
+        )
+        return case
+
+
+def _open_case_exists(session: Session, device_id: str, problem: str) -> bool:
+    query = select(Case.id).where(
+        Case.device_id == device_id,
+        Case.problem == problem,
+        col(Case.status).in_(OPEN_CASE_STATUSES),
+    )
+    return session.exec(query).first() is not None

@@ -1,0 +1,107 @@
+"""The ``monitor`` command: run the daemon, import devices, look at cases."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlmodel import Session, col, select
+
+from monitor.config import ConfigError, Settings, load_settings
+from monitor.daemon import Daemon
+from monitor.logs import configure_logging
+from monitor.store import Case, DatabaseError, open_database
+from monitor.store.manifest import ManifestError, import_manifest
+from rules import RuleFileError
+
+app = typer.Typer(help="IoT proactive service monitor.", no_args_is_help=True)
+devices_app = typer.Typer(help="Devices and their owners.", no_args_is_help=True)
+cases_app = typer.Typer(help="Proactive service cases.", no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
+app.add_typer(cases_app, name="cases")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file (see docs/).")
+]
+err = Console(stderr=True)
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error[/red]\n{exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def run(config: ConfigOption = None) -> None:
+    """Run the monitor daemon until SIGTERM or Ctrl-C."""
+    settings = _settings(config)
+    configure_logging(settings.log.level, settings.log.json_format)
+    try:
+        daemon = Daemon(settings)
+    except (DatabaseError, RuleFileError) as exc:
+        err.print(f"[red]cannot start[/red]\n{exc}")
+        raise typer.Exit(2) from exc
+    asyncio.run(daemon.run())
+
+
+@devices_app.command("import")
+def import_devices(
+    manifest: Annotated[Path, typer.Argument(help="CSV or JSON manifest of devices.")],
+    config: ConfigOption = None,
+) -> None:
+    """Import devices and their customers from a manifest (updates existing ones)."""
+    settings = _settings(config)
+    try:
+        devices, customers = import_manifest(open_database(settings.database.url), manifest)
+    except (ManifestError, DatabaseError, OSError) as exc:
+        err.print(f"[red]import failed[/red]\n{exc}")
+        raise typer.Exit(1) from exc
+    typer.echo(f"imported {devices} devices and {customers} customers from {manifest}")
+
+
+@cases_app.command("list")
+def list_cases(
+    config: ConfigOption = None,
+    status: Annotated[str | None, typer.Option(help="Only cases with this status.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List cases, newest first."""
+    settings = _settings(config)
+    engine = open_database(settings.database.url)
+    with Session(engine) as session:
+        query = select(Case).order_by(col(Case.opened_at).desc())
+        if status:
+            query = query.where(Case.status == status)
+        cases = list(session.exec(query))
+    if as_json:
+        for case in cases:
+            typer.echo(json.dumps(case.model_dump(), default=str))
+        return
+    table = Table(
+        "id", "device", "problem", "severity", "status", "opened (event time)", "top metric"
+    )
+    for case in cases:
+        metrics = case.evidence.get("metrics") or [{}]
+        table.add_row(
+            str(case.id),
+            case.device_id,
+            case.problem,
+            case.severity,
+            case.status,
+            datetime.fromtimestamp(case.opened_at, UTC).strftime("%Y-%m-%d %H:%M"),
+            str(metrics[0].get("metric", "")),
+        )
+    Console().print(table)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,111 @@
+"""The monitor daemon: wires transport, pipeline, outbox dispatcher and metrics together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+
+from prometheus_client import start_http_server
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.config import Settings
+from monitor.ingest import Transport, make_transport
+from monitor.notify.dispatcher import Dispatcher
+from monitor.pipeline import BatchWork, OpenedCase, Pipeline
+from monitor.store import open_database
+from rules import load_rules
+
+log = logging.getLogger(__name__)
+
+_DB_RETRY_MAX_S = 30.0
+
+
+class Daemon:
+    """Runs until :meth:`stop` (or SIGTERM/SIGINT), then drains the batch in hand and exits."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        transport: Transport | None = None,
+        on_case: Callable[[OpenedCase], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = open_database(settings.database.url)
+        self.rules = load_rules(settings.rules.dir)
+        self.pipeline = Pipeline(settings, self.engine, self.rules)
+        self.transport = transport or make_transport(settings.mqtt)
+        self.dispatcher = Dispatcher(self.engine, settings.notify)
+        self._on_case = on_case
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        self._install_signal_handlers()
+        if self.settings.metrics.enabled:
+            start_http_server(self.settings.metrics.port, addr=self.settings.metrics.host)
+        log.info(
+            "monitor started",
+            extra={
+                "broker": f"{self.settings.mqtt.host}:{self.settings.mqtt.port}",
+                "prefix": self.settings.mqtt.topic_prefix,
+                "rules": [r.name for r in self.rules],
+                "metrics_port": self.settings.metrics.port,
+            },
+        )
+        closer = asyncio.create_task(self._close_on_stop())
+        notifier = asyncio.create_task(self.dispatcher.run(self._stop))
+        try:
+            await self._consume()
+        finally:
+            self._stop.set()
+            await closer
+            await notifier
+            await asyncio.to_thread(self.pipeline.checkpoint)
+            log.info("monitor stopped")
+
+    async def _consume(self) -> None:
+        async for batch in self.transport.batches():
+            work = await asyncio.to_thread(self.pipeline.compute, batch)
+            opened = await self._commit(work)
+            if opened is None:
+                return
+            self.transport.ack(batch)
+            if opened:
+                self.dispatcher.wake()
+                for case in opened:
+                    if self._on_case is not None:
+                        self._on_case(case)
+            if self._stop.is_set():
+                return
+
+    async def _commit(self, work: BatchWork) -> list[OpenedCase] | None:
+        """Commit, retrying while the database is away; ``None`` if stopped meanwhile."""
+        delay = 0.5
+        while True:
+            try:
+                return await asyncio.to_thread(self.pipeline.commit, work)
+            except SQLAlchemyError as exc:
+                log.error(
+                    "database write failed; holding the batch and retrying",
+                    extra={"error": str(exc).splitlines()[0], "retry_in_s": delay},
+                )
+            if self._stop.is_set():
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            delay = min(delay * 2, _DB_RETRY_MAX_S)
+
+    async def _close_on_stop(self) -> None:
+        await self._stop.wait()
+        await self.transport.close()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._stop.set)

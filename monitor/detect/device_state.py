@@ -1,0 +1,82 @@
+"""Everything detection remembers about one device, and how it turns a message into signals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.config import DetectSettings
+from monitor.detect.base import MetricSignal
+from monitor.detect.peers import FleetPeers
+from monitor.detect.seasonal_baseline import SeasonalBaseline, decay
+
+
+@dataclass(slots=True)
+class MetricTracker:
+    """One metric: its learned baseline and its smoothed (sustained) deviation."""
+
+    baseline: SeasonalBaseline
+    smoothed: float = 0.0
+    last_ts: float = 0.0
+
+
+class DeviceState:
+    """Per-device detector state: one tracker per metric the device reports."""
+
+    __slots__ = ("_settings", "model", "trackers")
+
+    def __init__(self, model: str, settings: DetectSettings) -> None:
+        self.model = model
+        self._settings = settings
+        self.trackers: dict[str, MetricTracker] = {}
+
+    def observe(
+        self, device_id: str, ts: float, metrics: dict[str, float], peers: FleetPeers
+    ) -> dict[str, MetricSignal]:
+        """Score every metric of one message, then learn from the ones that look healthy."""
+        signals: dict[str, MetricSignal] = {}
+        smoothing_s = self._settings.smoothing_halflife_minutes * 60.0
+        for name, value in metrics.items():
+            tracker = self.trackers.get(name)
+            if tracker is None:
+                tracker = self.trackers[name] = MetricTracker(self._new_baseline(), 0.0, ts)
+            baseline = tracker.baseline
+            z = baseline.score_one(value, ts)
+            # After a gap the first sample is still one sample: it must not set the level alone.
+            dt = min(ts - tracker.last_ts, smoothing_s / 4.0)
+            tracker.smoothed += decay(dt, smoothing_s) * (z - tracker.smoothed)
+            tracker.last_ts = ts
+            deviation = 0.0
+            if baseline.warm:
+                deviation = peers.adjust(self.model, name, device_id, tracker.smoothed)
+                signals[name] = MetricSignal(value, baseline.expected(ts), deviation)
+            # Hold the baseline while the metric is far off: a slow fault must not become normal.
+            if abs(deviation) < self._settings.hold_z:
+                baseline.learn_one(value, ts)
+        return signals
+
+    def _new_baseline(self) -> SeasonalBaseline:
+        s = self._settings
+        return SeasonalBaseline(
+            level_halflife_s=s.baseline_halflife_hours * 3600.0,
+            season_halflife_s=s.season_halflife_hours * 3600.0,
+            warmup=s.warmup_samples,
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "metrics": {
+                name: {"b": t.baseline.to_state(), "s": t.smoothed, "t": t.last_ts}
+                for name, t in self.trackers.items()
+            },
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], settings: DetectSettings) -> DeviceState:
+        device = cls(str(state["model"]), settings)
+        for name, saved in state["metrics"].items():
+            baseline = device._new_baseline()
+            baseline.load_state(saved["b"])
+            device.trackers[name] = MetricTracker(baseline, float(saved["s"]), float(saved["t"]))
+        return device

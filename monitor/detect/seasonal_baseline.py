@@ -1,0 +1,122 @@
+"""A robust, daily-seasonal baseline of one metric, learned online on event time.
+
+The baseline is a slow level plus an hour-of-day profile; the spread is an exponentially
+weighted mean absolute residual. Updates are weighted by the time since the previous sample,
+not by sample count, so a device that reports every minute and one that reports every
+fifteen minutes forget at the same rate, and a gap does not distort what was learned.
+
+>>> b = SeasonalBaseline(level_halflife_s=86400, season_halflife_s=4 * 86400, warmup=20)
+>>> for i in range(200):
+...     b.learn_one(10.0 + (0.5 if i % 2 else -0.5), ts=i * 300.0)
+>>> b.warm, round(b.score_one(10.0, ts=200 * 300.0), 1), b.score_one(20.0, ts=200 * 300.0) > 5
+(True, 0.0, True)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+_LN2 = math.log(2.0)
+_HOURS = 24
+_MAX_STEP_S = 6 * 3600.0
+_MAX_Z = 20.0
+_MAD_TO_SIGMA = 1.2533  # mean absolute deviation of a normal distribution × this = sigma
+
+
+def decay(dt: float, halflife: float) -> float:
+    """The weight an exponentially weighted mean gives a sample ``dt`` seconds after the last."""
+    return 1.0 - math.exp(-_LN2 * min(max(dt, 1.0), _MAX_STEP_S) / halflife)
+
+
+class SeasonalBaseline:
+    """Learns a metric's healthy level, daily shape and spread; scores deviations in sigmas."""
+
+    __slots__ = (
+        "_level_hl",
+        "_season_hl",
+        "_warmup",
+        "last_ts",
+        "level",
+        "n",
+        "scale",
+        "season",
+        "season_n",
+    )
+
+    def __init__(self, level_halflife_s: float, season_halflife_s: float, warmup: int) -> None:
+        self._level_hl = level_halflife_s
+        # Each hour bucket is visited 1/24 of the time: its own clock runs 24 times slower.
+        self._season_hl = season_halflife_s / _HOURS
+        self._warmup = warmup
+        self.n = 0
+        self.level = 0.0
+        self.scale = 0.0
+        self.season = [0.0] * _HOURS
+        self.season_n = [0] * _HOURS
+        self.last_ts = 0.0
+
+    @property
+    def warm(self) -> bool:
+        return self.n >= self._warmup
+
+    def expected(self, ts: float) -> float:
+        return self.level + self.season[_hour(ts)]
+
+    def score_one(self, value: float, ts: float) -> float:
+        if self.n == 0:
+            return 0.0
+        residual = value - self.expected(ts)
+        z = residual / self._floor_scale()
+        return max(-_MAX_Z, min(_MAX_Z, z))
+
+    def learn_one(self, value: float, ts: float) -> None:
+        if self.n == 0:
+            self.level, self.last_ts, self.n = value, ts, 1
+            return
+        dt = ts - self.last_ts
+        hour = _hour(ts)
+        # Learn at least as fast as a running mean, so the first days are not sticky.
+        catch_up = 1.0 / (self.n + 1)
+        a_level = max(decay(dt, self._level_hl), catch_up)
+        a_scale = max(decay(dt, self._level_hl / 4.0), catch_up)
+        a_season = max(decay(dt, self._season_hl), 1.0 / (self.season_n[hour] + 1))
+        residual = value - self.level - self.season[hour]
+        # Outliers do not teach the spread: neither a spike nor a fault creeping up may widen
+        # the band that is meant to judge them.
+        if self.n < self._warmup or abs(residual) < 3.0 * self._floor_scale():
+            self.scale += a_scale * (abs(residual) * _MAD_TO_SIGMA - self.scale)
+        if self.scale > 0:
+            limit = 3.0 * self._floor_scale()
+            residual = max(-limit, min(limit, residual))
+        self.level += a_level * residual
+        self.season[hour] += a_season * (value - self.level - self.season[hour])
+        self.season_n[hour] += 1
+        self.last_ts = ts
+        self.n += 1
+
+    def _floor_scale(self) -> float:
+        # A perfectly constant metric must not turn its first wobble into infinite sigmas.
+        return max(self.scale, 0.01 * abs(self.level), 1e-3)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "level": self.level,
+            "scale": self.scale,
+            "season": self.season,
+            "season_n": self.season_n,
+            "last_ts": self.last_ts,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.n = int(state["n"])
+        self.level = float(state["level"])
+        self.scale = float(state["scale"])
+        self.season = [float(v) for v in state["season"]]
+        self.season_n = [int(v) for v in state["season_n"]]
+        self.last_ts = float(state["last_ts"])
+
+
+def _hour(ts: float) -> int:
+    return int(ts % 86400.0) // 3600

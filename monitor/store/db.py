@@ -1,0 +1,51 @@
+"""Opening the database: SQLite by default, PostgreSQL by URL, through the same code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel, create_engine
+
+from monitor.store import models as _models  # noqa: F401  (registers the tables)
+
+
+class DatabaseError(Exception):
+    """The database cannot be reached or prepared; the message says which and why."""
+
+
+def open_database(url: str) -> Engine:
+    """Create an engine for ``url`` and make sure every table exists."""
+    engine = _create(url)
+    try:
+        SQLModel.metadata.create_all(engine)
+    except Exception as exc:
+        raise DatabaseError(
+            f"database {engine.url.render_as_string(hide_password=True)} is not usable: {exc}. "
+            "Fix: check database.url and that the server is running."
+        ) from exc
+    return engine
+
+
+def _create(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _tune_sqlite)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: object) -> None:
+    # WAL lets the API and CLI read while the daemon writes; NORMAL sync is safe under WAL.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,129 @@
+"""The database schema: one module, every table.
+
+Times that come from devices (``*_ts``, ``opened_at``, ``closed_at``) are event time in epoch
+seconds, so a replayed or fast-forwarded fleet stores the same values as a live one. Times
+that the monitor itself decides (``created_wall``, ``next_attempt_at``, ``sent_at``) are wall
+clock epoch seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+OPEN_CASE_STATUSES = ("open", "notified", "acknowledged")
+"""Statuses in which a case still counts as *the* open case of its device and problem."""
+
+_OPEN_CASE_WHERE = text("status IN ('open', 'notified', 'acknowledged')")
+
+
+class Customer(SQLModel, table=True):
+    """The owner of one or more devices: who is told, how and in which language."""
+
+    id: str = Field(primary_key=True)
+    name: str = ""
+    email: str | None = None
+    phone: str | None = None
+    language: str = "en"
+    channel: str = "email"
+    timezone: str = "UTC"
+
+
+class Device(SQLModel, table=True):
+    """A connected product, known from a manifest or registered on its first message."""
+
+    id: str = Field(primary_key=True)
+    kind: str = ""
+    model: str = ""
+    customer_id: str | None = Field(default=None, foreign_key="customer.id", index=True)
+    site: str | None = None
+    fw: str | None = None
+    status: str = "unknown"
+    last_ts: float | None = None
+    last_seq: int | None = None
+    registered_wall: float = 0.0
+
+
+class Case(SQLModel, table=True):
+    """A proactive service case: one open case per device and problem, enforced below."""
+
+    __table_args__ = (
+        Index(
+            "one_open_case_per_device_problem",
+            "device_id",
+            "problem",
+            unique=True,
+            sqlite_where=_OPEN_CASE_WHERE,
+            postgresql_where=_OPEN_CASE_WHERE,
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(foreign_key="device.id", index=True)
+    problem: str
+    rule: str
+    severity: str
+    status: str = "open"
+    opened_at: float
+    closed_at: float | None = None
+    created_wall: float
+    predicted_failure_at: float | None = None
+    suggested_action: str = ""
+    evidence: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class CaseEvent(SQLModel, table=True):
+    """One thing that happened to a case: who did what, and when."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    at_wall: float
+    kind: str
+    actor: str = "monitor"
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class Outbox(SQLModel, table=True):
+    """A notification waiting to be delivered, written in the same transaction as its case.
+
+    The unique key makes "one message per case and purpose" a database fact, so a retried
+    transaction can never queue the same notification twice.
+    """
+
+    __table_args__ = (UniqueConstraint("case_id", "channel", "purpose", name="one_message"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    channel: str
+    purpose: str
+    recipient: str
+    language: str = "en"
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    status: str = Field(default="pending", index=True)
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    last_error: str = ""
+    created_wall: float
+    sent_at: float | None = None
+
+
+class ParkedMessage(SQLModel, table=True):
+    """A message the monitor refused, kept with its raw bytes so nothing is silently lost."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_wall: float = Field(index=True)
+    topic: str
+    device_id: str | None = Field(default=None, index=True)
+    reason: str = Field(index=True)
+    detail: str = ""
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class DeviceState(SQLModel, table=True):
+    """A checkpoint of one device's detector and rule state, restored on start."""
+
+    device_id: str = Field(primary_key=True)
+    saved_wall: float
+    state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -1,0 +1,102 @@
+"""Detection on plain data: daily cycles are learned, faults stand out, fleets cancel out."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.config import DetectSettings
+from monitor.detect import DetectStage
+from monitor.detect.seasonal_baseline import SeasonalBaseline
+from monitor.ingest import Telemetry
+
+STEP = 300.0
+DAY = 86400.0
+
+
+def daily(ts: float) -> float:
+    return 50.0 + 10.0 * math.sin(2 * math.pi * ts / DAY)
+
+
+def feed(stage: DetectStage, device: str, days: float, value, rng: random.Random, t0: float = 0):
+    out = []
+    for i in range(int(days * DAY / STEP)):
+        ts = t0 + i * STEP
+        msg = Telemetry(device, ts, {"m": value(ts) + rng.gauss(0, 1.0)}, model="M")
+        out.extend(stage.run([msg]))
+    return out
+
+
+def test_daily_cycle_is_learned_and_not_flagged() -> None:
+    stage = DetectStage(DetectSettings())
+    out = feed(stage, "d", 6, daily, random.Random(1))
+    late = [s.deviation for s in out if s.ts > 3 * DAY]
+    assert max(late) < 3.0
+
+
+def test_slow_ramp_is_not_learned_as_normal() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(2)
+    feed(stage, "d", 5, daily, rng)
+
+    def ramp(ts: float) -> float:
+        return daily(ts) + 0.5 * max(0.0, (ts - 5 * DAY) / 3600.0)
+
+    out = feed(stage, "d", 4, ramp, rng, t0=5 * DAY)
+    assert out[-1].deviation > 6.0
+
+
+def test_step_change_is_flagged() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(3)
+    feed(stage, "d", 4, daily, rng)
+    out = feed(stage, "d", 0.5, lambda ts: daily(ts) + 8.0, rng, t0=4 * DAY)
+    assert out[-1].deviation > 4.0
+
+
+def test_fleet_wide_shift_cancels_but_one_drifting_device_stands_out() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(4)
+    devices = [f"d{i}" for i in range(8)]
+    last = {}
+    for i in range(int(5 * DAY / STEP)):
+        ts = i * STEP
+        for d in devices:
+            shift = 6.0 if ts > 4 * DAY else 0.0
+            drift = 0.3 * max(0.0, (ts - 4 * DAY) / 3600.0) if d == "d0" else 0.0
+            msg = Telemetry(d, ts, {"m": daily(ts) + shift + drift + rng.gauss(0, 1)}, model="M")
+            last[d] = stage.run([msg])[0].deviation
+    assert max(last[d] for d in devices[1:]) < 4.0
+    assert last["d0"] > 4.0
+
+
+def test_checkpoint_restores_learned_state() -> None:
+    stage = DetectStage(DetectSettings())
+    feed(stage, "d", 2, daily, random.Random(5))
+    saved = stage.checkpoint()
+    fresh = DetectStage(DetectSettings())
+    fresh.restore(saved)
+    assert fresh.learned_samples("d") == stage.learned_samples("d")
+    assert fresh.learned_samples("d")["m"] == int(2 * DAY / STEP)
+    assert len(saved["d"]) < 4096
+
+
+def test_gap_does_not_poison_the_baseline() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(6)
+    feed(stage, "d", 4, daily, rng)
+    out = feed(stage, "d", 1, daily, rng, t0=6 * DAY)
+    assert max(s.deviation for s in out) < 3.5
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=200))
+def test_baseline_scores_are_finite_and_bounded(values: list[float]) -> None:
+    baseline = SeasonalBaseline(86400, 4 * 86400, 10)
+    for i, v in enumerate(values):
+        z = baseline.score_one(v, i * STEP)
+        assert math.isfinite(z) and abs(z) <= 20.0
+        baseline.learn_one(v, i * STEP)

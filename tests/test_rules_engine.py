@@ -1,0 +1,106 @@
+"""The rules engine on plain signals: durations on event time, hysteresis, file errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.detect import MetricSignal, SignalSet
+from rules import RuleEngine, RuleFileError, load_rule_file, load_rules
+from rules.model import RuleFile
+
+RULE = {
+    "rules": [
+        {
+            "name": "drift",
+            "problem": "degradation",
+            "when": {"signal": "deviation", "above": 4},
+            "clear": {"signal": "deviation", "below": 1.5},
+            "for": "3h",
+        }
+    ]
+}
+
+
+def signals(ts: float, deviation: float, device: str = "d1") -> SignalSet:
+    return SignalSet(device, ts, "M1", {"flow": MetricSignal(10.0, 12.0, deviation)})
+
+
+def engine() -> RuleEngine:
+    return RuleEngine(list(RuleFile.model_validate(RULE).rules))
+
+
+def test_condition_must_hold_for_its_duration_in_event_time() -> None:
+    rules = engine()
+    hour = 3600.0
+    assert rules.run([signals(0, 5), signals(2 * hour, 5)]) == []
+    alarms = rules.run([signals(3 * hour, 5)])
+    assert len(alarms) == 1
+    assert alarms[0].since == 0 and alarms[0].at == 3 * hour
+    assert alarms[0].evidence["metrics"][0]["metric"] == "flow"
+
+
+def test_interruption_restarts_the_duration() -> None:
+    rules = engine()
+    batch = [signals(0, 5), signals(3000, 0.5), signals(3600, 5), signals(3600 * 3.5, 5)]
+    assert rules.run(batch) == []
+
+
+def test_value_hovering_at_threshold_fires_once() -> None:
+    rules = engine()
+    values = [5, 3.9, 4.2, 3.5, 4.5] * 20
+    alarms = rules.run([signals(i * 1800.0, v) for i, v in enumerate(values)])
+    assert len(alarms) == 1
+
+
+def test_rule_fires_again_only_after_clearing() -> None:
+    rules = engine()
+    first = rules.run([signals(i * 3600.0, 5) for i in range(5)])
+    rules.run([signals(6 * 3600.0, 1.0)])
+    second = rules.run([signals((7 + i) * 3600.0, 5) for i in range(5)])
+    assert len(first) == 1 and len(second) == 1
+
+
+def test_devices_are_tracked_separately() -> None:
+    rules = engine()
+    batch = [signals(i * 3600.0, 5, d) for i in range(4) for d in ("a", "b")]
+    assert sorted(a.device_id for a in rules.run(batch)) == ["a", "b"]
+
+
+def test_any_and_not_conditions_combine() -> None:
+    spec = {
+        "rules": [
+            {
+                "name": "either",
+                "problem": "p",
+                "when": {
+                    "any": [
+                        {"signal": "deviation", "metric": "flow", "above": 9},
+                        {"not": {"signal": "deviation", "below": 3}},
+                    ]
+                },
+            }
+        ]
+    }
+    rules = RuleEngine(list(RuleFile.model_validate(spec).rules))
+    assert rules.run([signals(0, 2)]) == []
+    assert len(rules.run([signals(1, 3.5)])) == 1
+
+
+def test_shipped_rules_load() -> None:
+    shipped = load_rules(Path(__file__).parent.parent / "rules")
+    assert any(rule.problem == "degradation" for rule in shipped)
+
+
+def test_broken_rule_file_names_file_line_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "rules:\n  - name: a\n    problem: p\n    when:\n      signal: deviaton\n"
+        "      above: 3\n    for: 3x\n"
+    )
+    with pytest.raises(RuleFileError) as error:
+        load_rule_file(path)
+    text = str(error.value)
+    assert f"{path}:5: key 'rules.0.when.signal'" in text
+    assert f"{path}:7: key 'rules.0.for'" in text
