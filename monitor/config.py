@@ -162,7 +162,7 @@ def load_settings(path: Path | None = None, **overrides: object) -> Settings:
             tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{where}: not valid TOML ({exc}). Fix: correct the syntax.") from exc
-    settings_type = Settings
+    settings_type: type[Settings] = Settings
     if path is not None:
         # A subclass per file keeps the TOML path out of any global state.
         config = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})

@@ -19,6 +19,15 @@ PROCESSING_LATENCY = Histogram(
     "From a message's arrival at the monitor to the end of its batch's processing.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+EVENT_LAG = Histogram(
+    "monitor_event_lag_seconds",
+    "From a message's own timestamp to the end of its processing: for live devices with a"
+    " synchronised clock, the publish-to-processed latency; large values mean a backlog.",
+    buckets=(
+        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+        300.0, 3600.0,
+    ),
+)
 BATCH_SIZE = Histogram(
     "monitor_batch_size",
     "Messages per micro-batch handed to the pipeline.",

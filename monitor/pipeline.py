@@ -21,7 +21,7 @@ from monitor.config import Settings
 from monitor.detect import DetectStage
 from monitor.ingest import Admission, Admitted, Decoder, RawMessage
 from monitor.ingest.records import load_known_devices, record_admission, save_progress
-from monitor.metrics import BATCH_SIZE, DEVICES, MESSAGES, PROCESSING_LATENCY
+from monitor.metrics import BATCH_SIZE, DEVICES, EVENT_LAG, MESSAGES, PROCESSING_LATENCY
 from monitor.store import DeviceState
 from rules import Alarm, Rule, RuleEngine
 
@@ -91,6 +91,8 @@ class Pipeline:
         BATCH_SIZE.observe(len(work.messages))
         for message in work.messages:
             PROCESSING_LATENCY.observe(max(0.0, done - message.received))
+        for telemetry in work.admitted.telemetry:
+            EVENT_LAG.observe(max(0.0, done - telemetry.ts))
         self._touched.update(m.device_id for m in work.admitted.telemetry)
         DEVICES.set(len(self.detect))
         if time.monotonic() - self._last_checkpoint >= self._settings.detect.checkpoint_seconds:

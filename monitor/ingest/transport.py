@@ -141,7 +141,8 @@ class PahoTransport:
             "connected to broker",
             extra={"host": self._settings.host, "port": self._settings.port},
         )
-        client.subscribe([(topic, self._settings.qos) for topic in subscriptions(self._settings)])
+        qos = int(self._settings.qos)
+        client.subscribe([(topic, qos) for topic in subscriptions(self._settings)])
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         BROKER_CONNECTED.set(0)
@@ -150,7 +151,7 @@ class PahoTransport:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         ack = (self._generation, msg.mid) if msg.qos > 0 else None
-        self._queue.append(RawMessage(msg.topic, msg.payload, time.time(), ack))
+        self._queue.append(RawMessage(msg.topic, bytes(msg.payload), time.time(), ack))
         if len(self._queue) == 1:
             self._wake()
 

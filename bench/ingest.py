@@ -1,0 +1,238 @@
+"""Ingest benchmark: the running monitor daemon against a bare paho subscriber, same load.
+
+    .venv/bin/python bench/ingest.py [--messages 200000] [--devices 2000] [--publishers 4]
+
+Starts its own broker (devenv), then twice publishes the same load with several publisher
+processes at QoS 1 (5 metrics per message, the message's ``ts`` is the publish time):
+
+1. to the real ``monitor run`` daemon (SQLite in a temp dir): sustained messages/s from
+   first publish to last processed, p50/p99 publish→processed latency from the daemon's
+   ``monitor_event_lag_seconds`` histogram, resident memory per device;
+2. to a bare paho subscriber process that only ``json.loads`` each message: the same figures,
+   and the daemon's rate as a ratio of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devenv.broker import Broker  # noqa: E402
+from devenv.ports import free_port  # noqa: E402
+
+
+def publisher(port: int, index: int, devices: list[str], count: int, ready: mp.Event) -> None:
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{index}"
+    )
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    rng = random.Random(index)
+    ready.wait()
+    infos = []
+    for i in range(count):
+        device = devices[i % len(devices)]
+        metrics = {f"m{k}": 20.0 + k + rng.gauss(0, 1) for k in range(5)}
+        payload = json.dumps({"ts": time.time(), "metrics": metrics, "seq": i})
+        infos.append(client.publish(f"devices/{device}/telemetry", payload, qos=1))
+    for info in infos:
+        info.wait_for_publish(120)
+    client.disconnect()
+    client.loop_stop()
+
+
+def publish_load(port: int, messages: int, devices: int, publishers: int) -> float:
+    """Publish the load from several processes; returns the wall time publishing started."""
+    names = [f"bench-{i:05d}" for i in range(devices)]
+    ready = mp.Event()
+    per = messages // publishers
+    procs = [
+        mp.Process(target=publisher, args=(port, i, names[i::publishers], per, ready))
+        for i in range(publishers)
+    ]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)  # let every publisher connect before the clock starts
+    started = time.time()
+    ready.set()
+    for p in procs:
+        p.join()
+    return started
+
+
+def bare_subscriber(port: int, expected: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    lags: list[float] = []
+    done = mp.Event()
+    state = {"n": 0, "last": 0.0}
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        body = json.loads(msg.payload)
+        now = time.time()
+        lags.append(now - body["ts"])
+        state["n"] += 1
+        state["last"] = now
+        if state["n"] >= expected:
+            done.set()
+
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bare")
+    client.on_message = on_message
+    client.on_connect = lambda c, *_: c.subscribe("devices/+/telemetry", qos=1)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    done.wait(600)
+    client.loop_stop()
+    out.put((state["n"], state["last"], lags))
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def histogram_quantile(samples: dict[str, float], name: str, q: float) -> float:
+    buckets = sorted(
+        (float(k.split('le="')[1].rstrip('"}')), v)
+        for k, v in samples.items()
+        if k.startswith(f"{name}_bucket") and "+Inf" not in k
+    )
+    total = samples[f"{name}_count"]
+    target = q * total
+    previous_bound, previous_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= target:
+            share = (target - previous_count) / max(count - previous_count, 1e-9)
+            return previous_bound + share * (bound - previous_bound)
+        previous_bound, previous_count = bound, count
+    return float("inf")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run_daemon(broker: Broker, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    metrics_port = free_port()
+    config = workdir / "monitor.toml"
+    config.write_text(
+        f'[mqtt]\nport = {broker.port}\nclient_id = "bench-monitor"\n'
+        f'transport = "{args.transport}"\n'
+        f'[database]\nurl = "sqlite:///{workdir}/bench.db"\n'
+        f"[metrics]\nport = {metrics_port}\n[log]\nlevel = \"WARNING\"\n"
+    )
+    log = (workdir / "monitor.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", "--config", str(config)], stdout=log, stderr=log
+    )
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                if scrape(metrics_port).get("monitor_broker_connected") == 1:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise SystemExit("monitor did not start; see " + str(workdir / "monitor.log"))
+            time.sleep(0.2)
+        rss_before = rss_kib(proc.pid)
+        started = publish_load(broker.port, args.messages, args.devices, args.publishers)
+        total = (args.messages // args.publishers) * args.publishers
+        last_count, last_change = 0.0, time.time()
+        while True:
+            samples = scrape(metrics_port)
+            count = samples.get("monitor_messages_total", 0.0)
+            if count != last_count:
+                last_count, last_change = count, time.time()
+            if count >= total or time.time() - last_change > 20:
+                break
+            time.sleep(0.05)
+        finished = last_change
+        rss_after = rss_kib(proc.pid)
+        return {
+            "processed": count,
+            "rate": count / (finished - started),
+            "p50_ms": histogram_quantile(samples, "monitor_event_lag_seconds", 0.5) * 1000,
+            "p99_ms": histogram_quantile(samples, "monitor_event_lag_seconds", 0.99) * 1000,
+            "rss_mib": rss_after / 1024,
+            "bytes_per_device": (rss_after - rss_before) * 1024 / args.devices,
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def run_bare(broker: Broker, args: argparse.Namespace) -> dict[str, float]:
+    total = (args.messages // args.publishers) * args.publishers
+    out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    sub = mp.Process(target=bare_subscriber, args=(broker.port, total, out))
+    sub.start()
+    time.sleep(1.0)
+    started = publish_load(broker.port, args.messages, args.devices, args.publishers)
+    count, last, lags = out.get(timeout=600)
+    sub.join()
+    lags.sort()
+    return {
+        "processed": count,
+        "rate": count / (last - started),
+        "p50_ms": statistics.median(lags) * 1000,
+        "p99_ms": lags[int(0.99 * (len(lags) - 1))] * 1000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--devices", type=int, default=2_000)
+    parser.add_argument("--publishers", type=int, default=4)
+    parser.add_argument("--transport", choices=["paho", "aiomqtt"], default="paho")
+    args = parser.parse_args()
+    print(
+        f"load: {args.messages} messages, {args.devices} devices, {args.publishers} publishers,"
+        f" QoS 1, 5 metrics/message; {os.cpu_count()} cores; transport {args.transport}"
+    )
+    with tempfile.TemporaryDirectory() as tmp, Broker() as broker:
+        daemon = run_daemon(broker, args, Path(tmp))
+    with Broker() as broker:
+        bare = run_bare(broker, args)
+    print(f"{'':28}{'msg/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'processed':>11}")
+    for name, r in (("monitor daemon", daemon), ("bare paho + json.loads", bare)):
+        print(
+            f"{name:28}{r['rate']:>10.0f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}"
+            f"{r['processed']:>11.0f}"
+        )
+    print(f"daemon / bare throughput ratio: {daemon['rate'] / bare['rate']:.2f}")
+    print(
+        f"daemon resident memory: {daemon['rss_mib']:.1f} MiB;"
+        f" growth per device over the run: {daemon['bytes_per_device']:.0f} bytes"
+    )
+
+
+if __name__ == "__main__":
+    main()
