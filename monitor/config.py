@@ -72,7 +72,7 @@ class DetectSettings(_Section):
     warmup_samples: int = Field(default=288, ge=10)
     """Samples of a metric before its baseline is trusted (288 = one day at 5-minute steps)."""
     baseline_halflife_hours: float = Field(default=336.0, gt=0)
-    smoothing_halflife_minutes: float = Field(default=60.0, gt=0)
+    smoothing_halflife_minutes: float = Field(default=180.0, gt=0)
     """How quickly the sustained-deviation signal follows the per-sample deviation."""
     season_halflife_hours: float = Field(default=336.0, gt=0)
     min_peers: int = Field(default=5, ge=2)

@@ -22,6 +22,8 @@ from pydantic import (
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 SIGNALS = ("deviation",)
+Action = Literal["open_case", "notify_customer", "notify_support"]
+ACTIONS: tuple[Action, ...] = ("open_case", "notify_customer", "notify_support")
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -78,8 +80,12 @@ def _node_kind(data: Any) -> str:
         for key in ("all", "any", "not"):
             if key in data:
                 return key
-    elif isinstance(data, BaseModel):
-        return {AllOf: "all", AnyOf: "any", NotOf: "not"}.get(type(data), "compare")
+    elif isinstance(data, AllOf):
+        return "all"
+    elif isinstance(data, AnyOf):
+        return "any"
+    elif isinstance(data, NotOf):
+        return "not"
     return "compare"
 
 
@@ -104,9 +110,7 @@ class Rule(_Node):
     for_: float = Field(default=0.0, alias="for", ge=0)
     severity: Literal["info", "warning", "critical"] = "warning"
     suggested_action: str = ""
-    actions: list[Literal["open_case", "notify_customer", "notify_support"]] = Field(
-        default_factory=lambda: ["open_case", "notify_customer", "notify_support"]
-    )
+    actions: list[Action] = Field(default_factory=lambda: list(ACTIONS))
 
     @field_validator("for_", mode="before")
     @classmethod

@@ -23,8 +23,11 @@ def decode(message: RawMessage) -> object:
 def test_valid_message_with_epoch_and_iso_timestamps_decodes() -> None:
     a = decode(raw({"ts": NOW - 5, "metrics": {"t": 1, "p": 2.5}, "seq": 3, "fw": "1.0"}))
     b = decode(raw({"ts": "2027-01-15T08:00:00Z", "metrics": {"t": 1}}))
-    assert isinstance(a, Telemetry) and a.metrics == {"t": 1.0, "p": 2.5} and a.seq == 3
-    assert isinstance(b, Telemetry) and b.ts == 1_800_000_000.0
+    assert isinstance(a, Telemetry)
+    assert a.metrics == {"t": 1.0, "p": 2.5}
+    assert a.seq == 3
+    assert isinstance(b, Telemetry)
+    assert b.ts == 1_800_000_000.0
 
 
 @pytest.mark.parametrize(
@@ -55,7 +58,8 @@ def test_bad_message_is_rejected_with_its_reason(payload: object, reason: Reason
 
 def test_topic_outside_the_contract_is_rejected_and_events_are_ignored() -> None:
     bad = Decoder("devices", 1024, 300).decode(RawMessage("devices/x", b"{}", NOW), NOW)
-    assert isinstance(bad, Rejection) and bad.reason is Reason.BAD_TOPIC
+    assert isinstance(bad, Rejection)
+    assert bad.reason is Reason.BAD_TOPIC
     assert decode(raw({"code": 4}, channel="events")) is None
 
 
@@ -63,7 +67,8 @@ def test_configurable_prefix_with_levels_is_honoured() -> None:
     decoder = Decoder("acme/eu", 1024, 300)
     msg = RawMessage("acme/eu/d9/telemetry", b'{"ts": 1800000000, "metrics": {"a": 1}}', NOW)
     result = decoder.decode(msg, NOW)
-    assert isinstance(result, Telemetry) and result.device_id == "d9"
+    assert isinstance(result, Telemetry)
+    assert result.device_id == "d9"
 
 
 def telemetry(ts: float, device: str = "d1", seq: int | None = None) -> Telemetry:

@@ -37,7 +37,8 @@ def test_condition_must_hold_for_its_duration_in_event_time() -> None:
     assert rules.run([signals(0, 5), signals(2 * hour, 5)]) == []
     alarms = rules.run([signals(3 * hour, 5)])
     assert len(alarms) == 1
-    assert alarms[0].since == 0 and alarms[0].at == 3 * hour
+    assert alarms[0].since == 0
+    assert alarms[0].at == 3 * hour
     assert alarms[0].evidence["metrics"][0]["metric"] == "flow"
 
 
@@ -59,7 +60,8 @@ def test_rule_fires_again_only_after_clearing() -> None:
     first = rules.run([signals(i * 3600.0, 5) for i in range(5)])
     rules.run([signals(6 * 3600.0, 1.0)])
     second = rules.run([signals((7 + i) * 3600.0, 5) for i in range(5)])
-    assert len(first) == 1 and len(second) == 1
+    assert len(first) == 1
+    assert len(second) == 1
 
 
 def test_devices_are_tracked_separately() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,13 +12,20 @@ from monitor.detect.peers import FleetPeers
 from monitor.detect.seasonal_baseline import SeasonalBaseline, decay
 
 
+_SPREAD_WARMUP = 144
+_MIN_SPREAD = 0.05**2
+
+
 @dataclass(slots=True)
 class MetricTracker:
-    """One metric: its learned baseline and its smoothed (sustained) deviation."""
+    """One metric: its learned baseline, its smoothed (sustained) deviation, and how far that
+    smoothed deviation usually wanders while the device is healthy."""
 
     baseline: SeasonalBaseline
     smoothed: float = 0.0
     last_ts: float = 0.0
+    spread: float = 0.0
+    spread_n: int = 0
 
 
 class DeviceState:
@@ -45,15 +53,27 @@ class DeviceState:
             # After a gap the first sample is still one sample: it must not set the level alone.
             dt = min(ts - tracker.last_ts, smoothing_s / 4.0)
             tracker.smoothed += decay(dt, smoothing_s) * (z - tracker.smoothed)
-            tracker.last_ts = ts
             deviation = 0.0
-            if baseline.warm:
-                deviation = peers.adjust(self.model, name, device_id, tracker.smoothed)
+            if baseline.warm and tracker.spread_n >= _SPREAD_WARMUP:
+                normalised = tracker.smoothed / math.sqrt(max(tracker.spread, _MIN_SPREAD))
+                deviation = peers.adjust(self.model, name, device_id, normalised)
                 signals[name] = MetricSignal(value, baseline.expected(ts), deviation)
             # Hold the baseline while the metric is far off: a slow fault must not become normal.
             if abs(deviation) < self._settings.hold_z:
+                if baseline.warm:
+                    self._learn_spread(tracker, ts - tracker.last_ts)
                 baseline.learn_one(value, ts)
+            tracker.last_ts = ts
         return signals
+
+    def _learn_spread(self, tracker: MetricTracker, dt: float) -> None:
+        # Judging the smoothed deviation against its own healthy wander makes one threshold fit
+        # every metric: white noise averages out and a small lasting shift stands out, while a
+        # metric that naturally drifts for hours (a battery's charge) needs a larger move.
+        halflife = self._settings.baseline_halflife_hours * 3600.0 / 2.0
+        rate = max(decay(dt, halflife), 1.0 / (tracker.spread_n + 1))
+        tracker.spread += rate * (tracker.smoothed**2 - tracker.spread)
+        tracker.spread_n += 1
 
     def _new_baseline(self) -> SeasonalBaseline:
         s = self._settings
@@ -67,7 +87,13 @@ class DeviceState:
         return {
             "model": self.model,
             "metrics": {
-                name: {"b": t.baseline.to_state(), "s": t.smoothed, "t": t.last_ts}
+                name: {
+                    "b": t.baseline.to_state(),
+                    "s": t.smoothed,
+                    "t": t.last_ts,
+                    "v": t.spread,
+                    "vn": t.spread_n,
+                }
                 for name, t in self.trackers.items()
             },
         }
@@ -78,5 +104,7 @@ class DeviceState:
         for name, saved in state["metrics"].items():
             baseline = device._new_baseline()
             baseline.load_state(saved["b"])
-            device.trackers[name] = MetricTracker(baseline, float(saved["s"]), float(saved["t"]))
+            device.trackers[name] = MetricTracker(
+                baseline, float(saved["s"]), float(saved["t"]), float(saved["v"]), int(saved["vn"])
+            )
         return device
