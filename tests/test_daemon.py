@@ -105,8 +105,9 @@ def test_each_bad_input_is_rejected_with_its_reason_while_a_good_device_is_serve
             publisher.telemetry("good", now - 1000 + i, {"a": float(i)})
             publisher.send("devices/bad/telemetry", payload)
             good += 1
-        publisher.telemetry("good", now - 2000, {"a": 1.0})  # older than its last: out_of_order
-        publisher.telemetry("good", now - 1000, {"a": 0.0})  # same ts as the first: duplicate
+        last = now - 1000 + len(bad) - 1
+        publisher.telemetry("good", last, {"a": 0.0})  # a redelivery of the last: duplicate
+        publisher.telemetry("good", now - 2000, {"a": 1.0})  # older than the last: out_of_order
         publisher.flush()
         wait_until(lambda: monitor.metric("monitor_messages_total") >= good, 30, "good messages")
         for reason in [*bad, "out_of_order", "duplicate"]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,30 +11,24 @@ from monitor.detect.peers import FleetPeers
 from monitor.detect.seasonal_baseline import SeasonalBaseline, decay
 
 
-_SPREAD_WARMUP = 144
-_MIN_SPREAD = 0.05**2
-
-
 @dataclass(slots=True)
 class MetricTracker:
-    """One metric: its learned baseline, its smoothed (sustained) deviation, and how far that
-    smoothed deviation usually wanders while the device is healthy."""
+    """One metric: its learned baseline and its smoothed (sustained) deviation."""
 
     baseline: SeasonalBaseline
     smoothed: float = 0.0
     last_ts: float = 0.0
-    spread: float = 0.0
-    spread_n: int = 0
 
 
 class DeviceState:
     """Per-device detector state: one tracker per metric the device reports."""
 
-    __slots__ = ("_settings", "model", "trackers")
+    __slots__ = ("_learning_samples", "_settings", "model", "trackers")
 
     def __init__(self, model: str, settings: DetectSettings) -> None:
         self.model = model
         self._settings = settings
+        self._learning_samples = settings.learning_samples
         self.trackers: dict[str, MetricTracker] = {}
 
     def observe(
@@ -53,27 +46,17 @@ class DeviceState:
             # After a gap the first sample is still one sample: it must not set the level alone.
             dt = min(ts - tracker.last_ts, smoothing_s / 4.0)
             tracker.smoothed += decay(dt, smoothing_s) * (z - tracker.smoothed)
+            tracker.last_ts = ts
             deviation = 0.0
-            if baseline.warm and tracker.spread_n >= _SPREAD_WARMUP:
-                normalised = tracker.smoothed / math.sqrt(max(tracker.spread, _MIN_SPREAD))
-                deviation = peers.adjust(self.model, name, device_id, normalised)
+            learning = baseline.n < self._learning_samples
+            if baseline.warm and not learning:
+                deviation = peers.adjust(self.model, name, device_id, tracker.smoothed)
                 signals[name] = MetricSignal(value, baseline.expected(ts), deviation)
             # Hold the baseline while the metric is far off: a slow fault must not become normal.
-            if abs(deviation) < self._settings.hold_z:
-                if baseline.warm:
-                    self._learn_spread(tracker, ts - tracker.last_ts)
+            # Not while still learning, though: the first days must see every operating state.
+            if learning or abs(deviation) < self._settings.hold_z:
                 baseline.learn_one(value, ts)
-            tracker.last_ts = ts
         return signals
-
-    def _learn_spread(self, tracker: MetricTracker, dt: float) -> None:
-        # Judging the smoothed deviation against its own healthy wander makes one threshold fit
-        # every metric: white noise averages out and a small lasting shift stands out, while a
-        # metric that naturally drifts for hours (a battery's charge) needs a larger move.
-        halflife = self._settings.baseline_halflife_hours * 3600.0 / 2.0
-        rate = max(decay(dt, halflife), 1.0 / (tracker.spread_n + 1))
-        tracker.spread += rate * (tracker.smoothed**2 - tracker.spread)
-        tracker.spread_n += 1
 
     def _new_baseline(self) -> SeasonalBaseline:
         s = self._settings
@@ -87,13 +70,7 @@ class DeviceState:
         return {
             "model": self.model,
             "metrics": {
-                name: {
-                    "b": t.baseline.to_state(),
-                    "s": t.smoothed,
-                    "t": t.last_ts,
-                    "v": t.spread,
-                    "vn": t.spread_n,
-                }
+                name: {"b": t.baseline.to_state(), "s": t.smoothed, "t": t.last_ts}
                 for name, t in self.trackers.items()
             },
         }
@@ -104,7 +81,5 @@ class DeviceState:
         for name, saved in state["metrics"].items():
             baseline = device._new_baseline()
             baseline.load_state(saved["b"])
-            device.trackers[name] = MetricTracker(
-                baseline, float(saved["s"]), float(saved["t"]), float(saved["v"]), int(saved["vn"])
-            )
+            device.trackers[name] = MetricTracker(baseline, float(saved["s"]), float(saved["t"]))
         return device
