@@ -31,10 +31,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from devenv.broker import Broker  # noqa: E402
-from devenv.ports import free_port  # noqa: E402
+from devenv.broker import Broker
+from devenv.ports import free_port
 
 
 def publisher(port: int, index: int, devices: list[str], count: int, ready: mp.Event) -> None:
@@ -144,7 +142,7 @@ def run_daemon(broker: Broker, args: argparse.Namespace, workdir: Path) -> dict[
         f'[mqtt]\nport = {broker.port}\nclient_id = "bench-monitor"\n'
         f'transport = "{args.transport}"\n'
         f'[database]\nurl = "sqlite:///{workdir}/bench.db"\n'
-        f"[metrics]\nport = {metrics_port}\n[log]\nlevel = \"WARNING\"\n"
+        f'[metrics]\nport = {metrics_port}\n[log]\nlevel = "WARNING"\n'
     )
     log = (workdir / "monitor.log").open("wb")
     proc = subprocess.Popen(

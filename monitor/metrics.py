@@ -24,8 +24,23 @@ EVENT_LAG = Histogram(
     "From a message's own timestamp to the end of its processing: for live devices with a"
     " synchronised clock, the publish-to-processed latency; large values mean a backlog.",
     buckets=(
-        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
-        300.0, 3600.0,
+        0.001,
+        0.002,
+        0.005,
+        0.01,
+        0.02,
+        0.05,
+        0.1,
+        0.2,
+        0.5,
+        1.0,
+        2.0,
+        5.0,
+        10.0,
+        30.0,
+        60.0,
+        300.0,
+        3600.0,
     ),
 )
 BATCH_SIZE = Histogram(

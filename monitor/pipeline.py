@@ -57,9 +57,7 @@ class Pipeline:
             settings.ingest.max_payload_bytes,
             settings.ingest.max_future_seconds,
         )
-        self.admission = Admission(
-            load_known_devices(engine), settings.ingest.require_registration
-        )
+        self.admission = Admission(load_known_devices(engine), settings.ingest.require_registration)
         self.detect = DetectStage(settings.detect)
         self.rules = RuleEngine(rules)
         self.cases = CaseOpener(settings.notify)
@@ -82,9 +80,7 @@ class Pipeline:
         with Session(self._engine) as session:
             record_admission(session, work.admitted, now)
             cases = self.cases.run(session, work.alarms)
-            opened = [
-                OpenedCase(c.id or 0, c.device_id, c.problem, c.opened_at) for c in cases
-            ]
+            opened = [OpenedCase(c.id or 0, c.device_id, c.problem, c.opened_at) for c in cases]
             session.commit()
         done = time.time()
         MESSAGES.inc(len(work.admitted.telemetry))

@@ -75,8 +75,8 @@ def _line_of(node: Any, loc: list[int | str]) -> int:
             if child is None:
                 return line
             line = child.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(
-            node.value
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
         ):
             child = node.value[part]
             line = child.start_mark.line + 1

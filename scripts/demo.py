@@ -25,17 +25,15 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session, col, select
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from devenv.broker import Broker  # noqa: E402
-from devenv.http_sink import HttpSink  # noqa: E402
-from devenv.ports import free_port  # noqa: E402
-from devenv.smtp_sink import SmtpSink  # noqa: E402
-from monitor.store import Case, Outbox, open_database  # noqa: E402
-from simulators.files import write_manifest  # noqa: E402
-from simulators.fleet import Fleet, build_fleet  # noqa: E402
-from simulators.publisher import publish_fleet  # noqa: E402
-from simulators.scoring import score  # noqa: E402
+from devenv.broker import Broker
+from devenv.http_sink import HttpSink
+from devenv.ports import free_port
+from devenv.smtp_sink import SmtpSink
+from monitor.store import Case, Outbox, open_database
+from simulators.files import write_manifest
+from simulators.fleet import Fleet, build_fleet
+from simulators.publisher import publish_fleet
+from simulators.scoring import score
 
 console = Console(highlight=False)
 DAY = 86400.0
@@ -67,7 +65,11 @@ class Demo:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         console.rule("[bold]IoT proactive service monitor — demo")
-        with Broker() as broker, SmtpSink(on_message=self._email_arrived) as smtp, HttpSink() as hooks:
+        with (
+            Broker() as broker,
+            SmtpSink(on_message=self._email_arrived) as smtp,
+            HttpSink() as hooks,
+        ):
             console.print(
                 f"broker 127.0.0.1:{broker.port} · SMTP sink 127.0.0.1:{smtp.port} · "
                 f"helpdesk webhook {hooks.url} · metrics http://127.0.0.1:{self.metrics_port}/metrics"
@@ -106,7 +108,7 @@ class Demo:
         path = self.workdir / "monitor.toml"
         path.write_text(
             f'[mqtt]\nport = {broker.port}\nclient_id = "demo-monitor"\n'
-            f'[ingest]\nrequire_registration = true\n'
+            f"[ingest]\nrequire_registration = true\n"
             f'[database]\nurl = "{self.db_url}"\n'
             f"[notify]\npoll_seconds = 0.5\n"
             f'[notify.smtp]\nport = {smtp.port}\nsender = "care@proactive.example"\n'
@@ -117,7 +119,14 @@ class Demo:
 
     def _monitor_cli(self, *argv: str) -> None:
         subprocess.run(
-            [sys.executable, "-m", "monitor", *argv, "--config", str(self.workdir / "monitor.toml")],
+            [
+                sys.executable,
+                "-m",
+                "monitor",
+                *argv,
+                "--config",
+                str(self.workdir / "monitor.toml"),
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -152,8 +161,13 @@ class Demo:
 
         def publish() -> None:
             result["report"] = publish_fleet(
-                fleet, "127.0.0.1", broker.port, speed=speed, stop=self.stop,
-                on_progress=progress, client_id_prefix="demo",
+                fleet,
+                "127.0.0.1",
+                broker.port,
+                speed=speed,
+                stop=self.stop,
+                on_progress=progress,
+                client_id_prefix="demo",
             )
 
         thread = threading.Thread(target=publish, name="fleet", daemon=True)
@@ -188,7 +202,8 @@ class Demo:
                 else "[red]no fault here (false alarm)[/red]"
             )
             top = ", ".join(
-                f"{m['metric']} {m['observed']:g} vs {m['baseline']:g} ({m['deviation_sigma']:+.1f}σ)"
+                f"{m['metric']} {m['observed']:g} vs {m['baseline']:g} "
+                f"({m['deviation_sigma']:+.1f}σ)"
                 for m in case.evidence.get("metrics", [])[:2]
             )
             when = datetime.fromtimestamp(case.opened_at, UTC).strftime("%Y-%m-%d %H:%M")
@@ -262,7 +277,11 @@ class Demo:
         by_key = {(o.device_id, o.opened_at): o for o in result.cases}
         for case in cases:
             outcome = by_key.get((case.device_id, case.opened_at))
-            lead = "" if outcome is None or outcome.lead_time is None else f"{outcome.lead_time / DAY:.1f} d"
+            lead = (
+                ""
+                if outcome is None or outcome.lead_time is None
+                else f"{outcome.lead_time / DAY:.1f} d"
+            )
             table.add_row(
                 str(case.id),
                 case.device_id,

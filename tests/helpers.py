@@ -125,7 +125,9 @@ class MonitorProcess:
         if self._proc is not None and self._proc.poll() is not None:
             raise AssertionError(f"monitor exited early:\n{self.log()}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as r:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
+            ) as r:
                 text = r.read().decode()
         except OSError:
             return None
@@ -153,9 +155,7 @@ def running_monitor(config: Path, log_path: Path) -> Iterator[MonitorProcess]:
         process.stop()
 
 
-def wait_until(
-    condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition"
-) -> Any:
+def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = condition()
@@ -185,7 +185,9 @@ class Publisher:
         self._pending.append(self.client.publish(topic, payload, qos=1))
 
     def telemetry(self, device: str, ts: float, metrics: dict[str, float], **fields: Any) -> None:
-        self.send(f"devices/{device}/telemetry", json.dumps({"ts": ts, "metrics": metrics, **fields}))
+        self.send(
+            f"devices/{device}/telemetry", json.dumps({"ts": ts, "metrics": metrics, **fields})
+        )
 
     def flush(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -209,8 +211,11 @@ def pump_history(
         ts = start + i * STEP
         wear = 0.0 if degrade_from is None else max(0.0, 0.1 * (ts - degrade_from) / 3600)
         phase = 2 * math.pi * (ts % DAY) / DAY
-        yield ts, {
-            "flow_lpm": 40 + 5 * math.sin(phase) + rng.gauss(0, 0.5),
-            "vibration_mms": 2.0 + 0.2 * math.sin(phase) + rng.gauss(0, 0.05) + wear,
-            "motor_temp_c": 45 + 3 * math.sin(phase) + rng.gauss(0, 0.3) + 4 * wear,
-        }
+        yield (
+            ts,
+            {
+                "flow_lpm": 40 + 5 * math.sin(phase) + rng.gauss(0, 0.5),
+                "vibration_mms": 2.0 + 0.2 * math.sin(phase) + rng.gauss(0, 0.05) + wear,
+                "motor_temp_c": 45 + 3 * math.sin(phase) + rng.gauss(0, 0.3) + 4 * wear,
+            },
+        )

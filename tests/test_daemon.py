@@ -52,8 +52,11 @@ def test_degrading_device_gets_one_case_one_email_one_webhook_and_healthy_none(
 
         import_manifest(engine, manifest)
         config = write_config(
-            tmp_path, mqtt_port=broker.port, database_url=database_url,
-            smtp_port=smtp.port, webhook_url=hooks.url + "/cases",
+            tmp_path,
+            mqtt_port=broker.port,
+            database_url=database_url,
+            smtp_port=smtp.port,
+            webhook_url=hooks.url + "/cases",
         )
         with running_monitor(config, tmp_path / "monitor.log") as monitor:
             publisher = Publisher(broker.port)
@@ -176,7 +179,10 @@ def test_email_arrives_once_after_smtp_server_comes_back(
 
     import_manifest(engine, manifest)
     config = write_config(
-        tmp_path, mqtt_port=broker.port, database_url=sqlite_url, smtp_port=smtp_port,
+        tmp_path,
+        mqtt_port=broker.port,
+        database_url=sqlite_url,
+        smtp_port=smtp_port,
     )
     with running_monitor(config, tmp_path / "monitor.log") as monitor:
         publisher = Publisher(broker.port)
@@ -184,8 +190,9 @@ def test_email_arrives_once_after_smtp_server_comes_back(
         publisher.close()
         wait_until(lambda: cases_of(sqlite_url), 60, "the case")
         wait_until(
-            lambda: monitor.metric('monitor_notifications_total{channel="email",outcome="retry"}')
-            >= 2,
+            lambda: (
+                monitor.metric('monitor_notifications_total{channel="email",outcome="retry"}') >= 2
+            ),
             30,
             "failed delivery attempts while SMTP is down",
         )

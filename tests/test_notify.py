@@ -87,9 +87,7 @@ def open_case(
     """What the cases stage does: add a case, flush, enqueue, commit — one transaction."""
     with Session(engine) as session:
         customer = Customer(id=f"c-{device_id}", name=name, email=email, language=language)
-        device = Device(
-            id=device_id, kind="water_pump", model="WP-200", customer_id=customer.id
-        )
+        device = Device(id=device_id, kind="water_pump", model="WP-200", customer_id=customer.id)
         session.add(customer)
         session.flush()
         session.add(device)
@@ -227,7 +225,9 @@ def test_payloads_are_rendered_when_the_case_opens(engine: Engine) -> None:
     assert body["model"] == "WP-200"
     assert body["customer_id"] == "c-pump-1"
     assert (body["problem"], body["rule"], body["severity"]) == (
-        "degradation", "sustained-deviation", "warning",
+        "degradation",
+        "sustained-deviation",
+        "warning",
     )
     assert body["opened_at_epoch"] == T0 - 600
     assert body["opened_at"] == "2023-11-14T22:03:20Z"

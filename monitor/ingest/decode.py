@@ -102,7 +102,9 @@ class Decoder:
             return Rejection(message, Reason.BAD_TOPIC, "empty device id in topic")
         if len(message.payload) > self._max_bytes:
             return self._reject(
-                message, device_id, Reason.TOO_LARGE,
+                message,
+                device_id,
+                Reason.TOO_LARGE,
                 f"{len(message.payload)} bytes > limit {self._max_bytes}",
             )
         if channel == "telemetry":
@@ -149,9 +151,11 @@ class Decoder:
                 )
             values[str(name)] = float(value)
         seq, fw, model = body.get("seq"), body.get("fw"), body.get("model")
-        if (seq is not None and (isinstance(seq, bool) or not isinstance(seq, int))) or (
-            fw is not None and not isinstance(fw, str)
-        ) or (model is not None and not isinstance(model, str)):
+        if (
+            (seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)))
+            or (fw is not None and not isinstance(fw, str))
+            or (model is not None and not isinstance(model, str))
+        ):
             return self._reject(
                 message, device_id, Reason.BAD_FIELD, "seq must be an integer, fw/model strings"
             )

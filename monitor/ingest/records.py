@@ -83,8 +83,6 @@ def _log_rejections(admitted: Admitted) -> None:
                 "reason": reason,
                 "count": len(devices),
                 "devices": sorted(set(devices))[:10],
-                "example": next(
-                    r.detail for r in admitted.rejections if r.reason.value == reason
-                ),
+                "example": next(r.detail for r in admitted.rejections if r.reason.value == reason),
             },
         )

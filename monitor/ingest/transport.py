@@ -173,8 +173,13 @@ class AiomqttTransport:
         while not self._stop.is_set():
             try:
                 async with aiomqtt.Client(
-                    s.host, s.port, identifier=s.client_id, clean_session=False,
-                    keepalive=s.keepalive, username=s.username, password=s.password,
+                    s.host,
+                    s.port,
+                    identifier=s.client_id,
+                    clean_session=False,
+                    keepalive=s.keepalive,
+                    username=s.username,
+                    password=s.password,
                 ) as client:
                     BROKER_CONNECTED.set(1)
                     for topic in subscriptions(s):

@@ -249,8 +249,12 @@ class Dispatcher:
                     case_id=row.case_id,
                     at_wall=now,
                     kind=_SENT_EVENT[row.channel],
-                    detail={"outbox_id": row.id, "channel": row.channel,
-                            "recipient": row.recipient, "attempts": row.attempts + 1},
+                    detail={
+                        "outbox_id": row.id,
+                        "channel": row.channel,
+                        "recipient": row.recipient,
+                        "attempts": row.attempts + 1,
+                    },
                 )
             )
             if row.channel == EMAIL:
@@ -263,8 +267,12 @@ class Dispatcher:
         NOTIFICATIONS.labels(row.channel, "sent").inc()
         log.info(
             "notification sent",
-            extra={"outbox_id": row.id, "case_id": row.case_id, "channel": row.channel,
-                   "attempts": row.attempts + 1},
+            extra={
+                "outbox_id": row.id,
+                "case_id": row.case_id,
+                "channel": row.channel,
+                "attempts": row.attempts + 1,
+            },
         )
 
     def _record_failure(self, row: _Claimed, error: DeliveryError) -> None:
@@ -291,15 +299,24 @@ class Dispatcher:
                         case_id=row.case_id,
                         at_wall=now,
                         kind="notification_failed",
-                        detail={"outbox_id": row.id, "channel": row.channel,
-                                "recipient": row.recipient, "attempts": attempts,
-                                "error": str(error)[:1000]},
+                        detail={
+                            "outbox_id": row.id,
+                            "channel": row.channel,
+                            "recipient": row.recipient,
+                            "attempts": attempts,
+                            "error": str(error)[:1000],
+                        },
                     )
                 )
             session.commit()
         NOTIFICATIONS.labels(row.channel, "dead" if dead else "retry").inc()
-        fields = {"outbox_id": row.id, "case_id": row.case_id, "channel": row.channel,
-                  "attempts": attempts, "error": str(error)}
+        fields = {
+            "outbox_id": row.id,
+            "case_id": row.case_id,
+            "channel": row.channel,
+            "attempts": attempts,
+            "error": str(error),
+        }
         if dead:
             log.error("notification given up", extra=fields)
         else:
