@@ -1,6 +1,7 @@
 """Ingest benchmark: the running monitor daemon against a bare paho subscriber, same load.
 
     .venv/bin/python bench/ingest.py [--messages 200000] [--devices 2000] [--publishers 4]
+                                     [--rate MSG_PER_S] [--transport paho|aiomqtt]
 
 Starts its own broker (devenv), then twice publishes the same load with several publisher
 processes at QoS 1 (5 metrics per message, the message's ``ts`` is the publish time):
@@ -35,7 +36,9 @@ from devenv.broker import Broker
 from devenv.ports import free_port
 
 
-def publisher(port: int, index: int, devices: list[str], count: int, ready: mp.Event) -> None:
+def publisher(
+    port: int, index: int, devices: list[str], count: int, rate: float, ready: mp.Event
+) -> None:
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{index}"
     )
@@ -46,7 +49,12 @@ def publisher(port: int, index: int, devices: list[str], count: int, ready: mp.E
     rng = random.Random(index)
     ready.wait()
     infos = []
+    began = time.monotonic()
     for i in range(count):
+        if rate and i % 50 == 0:
+            ahead = began + i / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
         device = devices[i % len(devices)]
         metrics = {f"m{k}": 20.0 + k + rng.gauss(0, 1) for k in range(5)}
         payload = json.dumps({"ts": time.time(), "metrics": metrics, "seq": i})
@@ -57,13 +65,15 @@ def publisher(port: int, index: int, devices: list[str], count: int, ready: mp.E
     client.loop_stop()
 
 
-def publish_load(port: int, messages: int, devices: int, publishers: int) -> float:
+def publish_load(port: int, messages: int, devices: int, publishers: int, rate: float) -> float:
     """Publish the load from several processes; returns the wall time publishing started."""
     names = [f"bench-{i:05d}" for i in range(devices)]
     ready = mp.Event()
     per = messages // publishers
     procs = [
-        mp.Process(target=publisher, args=(port, i, names[i::publishers], per, ready))
+        mp.Process(
+            target=publisher, args=(port, i, names[i::publishers], per, rate / publishers, ready)
+        )
         for i in range(publishers)
     ]
     for p in procs:
@@ -160,7 +170,7 @@ def run_daemon(broker: Broker, args: argparse.Namespace, workdir: Path) -> dict[
                 raise SystemExit("monitor did not start; see " + str(workdir / "monitor.log"))
             time.sleep(0.2)
         rss_before = rss_kib(proc.pid)
-        started = publish_load(broker.port, args.messages, args.devices, args.publishers)
+        started = publish_load(broker.port, args.messages, args.devices, args.publishers, args.rate)
         total = (args.messages // args.publishers) * args.publishers
         last_count, last_change = 0.0, time.time()
         while True:
@@ -192,7 +202,7 @@ def run_bare(broker: Broker, args: argparse.Namespace) -> dict[str, float]:
     sub = mp.Process(target=bare_subscriber, args=(broker.port, total, out))
     sub.start()
     time.sleep(1.0)
-    started = publish_load(broker.port, args.messages, args.devices, args.publishers)
+    started = publish_load(broker.port, args.messages, args.devices, args.publishers, args.rate)
     count, last, lags = out.get(timeout=600)
     sub.join()
     lags.sort()
@@ -210,10 +220,18 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=2_000)
     parser.add_argument("--publishers", type=int, default=4)
     parser.add_argument("--transport", choices=["paho", "aiomqtt"], default="paho")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="total publish rate in msg/s (0: as fast as possible, which measures saturation"
+        " throughput; the latency then is mostly queueing behind the backlog)",
+    )
     args = parser.parse_args()
     print(
         f"load: {args.messages} messages, {args.devices} devices, {args.publishers} publishers,"
-        f" QoS 1, 5 metrics/message; {os.cpu_count()} cores; transport {args.transport}"
+        f" QoS 1, 5 metrics/message; {os.cpu_count()} cores; transport {args.transport};"
+        f" publish rate {'unlimited' if not args.rate else f'{args.rate:.0f} msg/s'}"
     )
     with tempfile.TemporaryDirectory() as tmp, Broker() as broker:
         daemon = run_daemon(broker, args, Path(tmp))

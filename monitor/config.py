@@ -69,11 +69,11 @@ class DatabaseSettings(_Section):
 
 
 class DetectSettings(_Section):
-    warmup_samples: int = Field(default=288, ge=10)
-    """Samples of a metric before its baseline is trusted (288 = one day at 5-minute steps)."""
-    learning_samples: int = Field(default=864, ge=10)
-    """Samples a metric learns from unconditionally before it is judged (864 = 3 days at 5
-    minutes): the first days must show every operating state, not be held as faults."""
+    warmup_samples: int = Field(default=144, ge=10)
+    """Samples of a metric (in one operating state) before its baseline is trusted."""
+    learning_hours: float = Field(default=72.0, ge=0)
+    """Event time a metric learns from unconditionally before it is judged: the first days
+    must show every operating state, not be held as faults."""
     baseline_halflife_hours: float = Field(default=336.0, gt=0)
     smoothing_halflife_minutes: float = Field(default=60.0, gt=0)
     """How quickly the sustained-deviation signal follows the per-sample deviation."""

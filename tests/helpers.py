@@ -34,6 +34,7 @@ def write_config(
     smtp_port: int = 1,
     webhook_url: str | None = None,
     client_id: str | None = None,
+    transport: str = "paho",
     extra: str = "",
 ) -> Path:
     """A monitor config for tests: real broker, real database, fast retries."""
@@ -47,6 +48,7 @@ def write_config(
 host = "127.0.0.1"
 port = {mqtt_port}
 client_id = "{client_id}"
+transport = "{transport}"
 reconnect_max_delay = 1.0
 
 [database]

@@ -206,3 +206,28 @@ def test_email_arrives_once_after_smtp_server_comes_back(
         rows = list(session.exec(select(Outbox).where(Outbox.channel == "email")))
     assert [r.status for r in rows] == ["sent"]
     assert rows[0].attempts >= 2
+
+
+def test_aiomqtt_transport_feeds_the_same_pipeline_and_survives_a_broker_restart(
+    own_broker, sqlite_url: str, tmp_path: Path
+) -> None:
+    start = time.time() - DAY
+    config = write_config(
+        tmp_path, mqtt_port=own_broker.port, database_url=sqlite_url, transport="aiomqtt"
+    )
+    samples = list(pump_history(0.5, start, seed=4))
+    half = len(samples) // 2
+    publisher = Publisher(own_broker.port)
+    with running_monitor(config, tmp_path / "monitor.log") as monitor:
+        for ts, metrics in samples[:half]:
+            publisher.telemetry("pump", ts, metrics)
+        publisher.flush()
+        wait_until(lambda: monitor.metric("monitor_messages_total") == half, 30, "first half")
+        own_broker.restart()
+        for ts, metrics in samples[half:]:
+            publisher.telemetry("pump", ts, metrics)
+        publisher.flush()
+        wait_until(
+            lambda: monitor.metric("monitor_messages_total") == len(samples), 60, "second half"
+        )
+    publisher.close()

@@ -7,6 +7,7 @@ from typing import Any
 
 from monitor.config import DetectSettings
 from monitor.detect.base import MetricSignal
+from monitor.detect.duty_cycle import DutyCycle
 from monitor.detect.peers import FleetPeers
 from monitor.detect.seasonal_baseline import SeasonalBaseline, decay
 
@@ -18,18 +19,20 @@ class MetricTracker:
     baseline: SeasonalBaseline
     smoothed: float = 0.0
     last_ts: float = 0.0
+    first_ts: float = 0.0
 
 
 class DeviceState:
-    """Per-device detector state: one tracker per metric the device reports."""
+    """Per-device detector state: one tracker per metric and operating state."""
 
-    __slots__ = ("_learning_samples", "_settings", "model", "trackers")
+    __slots__ = ("_learning_s", "_settings", "duty", "model", "trackers")
 
     def __init__(self, model: str, settings: DetectSettings) -> None:
         self.model = model
         self._settings = settings
-        self._learning_samples = settings.learning_samples
+        self._learning_s = settings.learning_hours * 3600.0
         self.trackers: dict[str, MetricTracker] = {}
+        self.duty = DutyCycle(decide_after=settings.warmup_samples)
 
     def observe(
         self, device_id: str, ts: float, metrics: dict[str, float], peers: FleetPeers
@@ -37,10 +40,16 @@ class DeviceState:
         """Score every metric of one message, then learn from the ones that look healthy."""
         signals: dict[str, MetricSignal] = {}
         smoothing_s = self._settings.smoothing_halflife_minutes * 60.0
+        undecided = not self.duty.decided
+        state = self.duty.observe(metrics)
+        if undecided and self.duty.metric is not None:
+            # Baselines learned before the on/off metric was known mixed both states: restart.
+            self.trackers.clear()
         for name, value in metrics.items():
-            tracker = self.trackers.get(name)
+            key = f"{name}|{state}" if state else name
+            tracker = self.trackers.get(key)
             if tracker is None:
-                tracker = self.trackers[name] = MetricTracker(self._new_baseline(), 0.0, ts)
+                tracker = self.trackers[key] = MetricTracker(self._new_baseline(), 0.0, ts, ts)
             baseline = tracker.baseline
             z = baseline.score_one(value, ts)
             # After a gap the first sample is still one sample: it must not set the level alone.
@@ -48,9 +57,9 @@ class DeviceState:
             tracker.smoothed += decay(dt, smoothing_s) * (z - tracker.smoothed)
             tracker.last_ts = ts
             deviation = 0.0
-            learning = baseline.n < self._learning_samples
+            learning = ts - tracker.first_ts < self._learning_s
             if baseline.warm and not learning:
-                deviation = peers.adjust(self.model, name, device_id, tracker.smoothed)
+                deviation = peers.adjust(self.model, key, device_id, tracker.smoothed)
                 signals[name] = MetricSignal(value, baseline.expected(ts), deviation)
             # Hold the baseline while the metric is far off: a slow fault must not become normal.
             # Not while still learning, though: the first days must see every operating state.
@@ -69,8 +78,14 @@ class DeviceState:
     def to_state(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "duty": self.duty.to_state(),
             "metrics": {
-                name: {"b": t.baseline.to_state(), "s": t.smoothed, "t": t.last_ts}
+                name: {
+                    "b": t.baseline.to_state(),
+                    "s": t.smoothed,
+                    "t": t.last_ts,
+                    "f": t.first_ts,
+                }
                 for name, t in self.trackers.items()
             },
         }
@@ -78,8 +93,11 @@ class DeviceState:
     @classmethod
     def from_state(cls, state: dict[str, Any], settings: DetectSettings) -> DeviceState:
         device = cls(str(state["model"]), settings)
+        device.duty.load_state(state["duty"])
         for name, saved in state["metrics"].items():
             baseline = device._new_baseline()
             baseline.load_state(saved["b"])
-            device.trackers[name] = MetricTracker(baseline, float(saved["s"]), float(saved["t"]))
+            device.trackers[name] = MetricTracker(
+                baseline, float(saved["s"]), float(saved["t"]), float(saved["f"])
+            )
         return device

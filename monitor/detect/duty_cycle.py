@@ -1,0 +1,82 @@
+"""Operating state: is the device running right now?
+
+Many products run in duty cycles: a pump is off most of the night, a charger only draws power
+while a car is plugged in. A baseline that mixes "running" and "off" samples learns an average
+of two different worlds and flags every switch between them. This module finds, per device and
+without being told, a metric that reads (near) zero while the device is off — flow, power,
+current — and from then on tells each message's state, so that every metric can keep one
+baseline per state.
+
+>>> duty = DutyCycle(decide_after=100)
+>>> for i in range(100):
+...     _ = duty.observe({"flow": 40.0 if i % 3 else 0.0, "temp": 20.0 + i % 5})
+>>> duty.metric, duty.observe({"flow": 0.01, "temp": 21.0}), duty.observe({"flow": 38.0})
+('flow', 'off', 'on')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_NEAR_ZERO = 0.02
+"""A reading within 2 % of the metric's largest magnitude counts as zero ("off")."""
+_MIN_SHARE, _MAX_SHARE = 0.05, 0.95
+"""A duty metric must be off, and on, at least 5 % of the time."""
+
+
+class DutyCycle:
+    """Learns which metric (if any) marks a device's on/off state, then classifies messages."""
+
+    __slots__ = ("_decide_after", "_stats", "decided", "metric", "n", "state")
+
+    def __init__(self, decide_after: int) -> None:
+        self._decide_after = decide_after
+        self._stats: dict[str, list[float]] = {}
+        self.n = 0
+        self.decided = False
+        self.metric: str | None = None
+        self.state = ""
+
+    def observe(self, metrics: dict[str, float]) -> str:
+        """The state for this message: ``"on"``, ``"off"``, or ``""`` if the device has none."""
+        if not self.decided:
+            self._learn(metrics)
+            return self.state
+        if self.metric is not None and self.metric in metrics:
+            scale = self._stats[self.metric][2]
+            self.state = "off" if abs(metrics[self.metric]) <= _NEAR_ZERO * scale else "on"
+        return self.state
+
+    def _learn(self, metrics: dict[str, float]) -> None:
+        self.n += 1
+        for name, value in metrics.items():
+            stats = self._stats.setdefault(name, [0.0, 0.0, 0.0])  # zero count, total, max |x|
+            stats[2] = max(stats[2], abs(value))
+            stats[1] += 1
+            if abs(value) <= _NEAR_ZERO * stats[2]:
+                stats[0] += 1
+        if self.n >= self._decide_after:
+            self._decide()
+
+    def _decide(self) -> None:
+        shares = {
+            name: zeros / total
+            for name, (zeros, total, _) in self._stats.items()
+            if total and _MIN_SHARE <= zeros / total <= _MAX_SHARE
+        }
+        # The metric that is zero most often is the cleanest switch (flow, not the vibration
+        # that lingers while a pump runs down); ties go by name, so the choice is deterministic.
+        self.metric = min(shares, key=lambda n: (-shares[n], n)) if shares else None
+        self._stats = {k: v for k, v in self._stats.items() if k == self.metric}
+        self.decided = True
+        self.state = "on" if self.metric is not None else ""
+
+    def to_state(self) -> dict[str, Any]:
+        return {"n": self.n, "d": self.decided, "m": self.metric, "s": self._stats}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.n = int(state["n"])
+        self.decided = bool(state["d"])
+        self.metric = state["m"]
+        self._stats = {str(k): [float(x) for x in v] for k, v in state["s"].items()}
+        self.state = "on" if self.metric is not None else ""
