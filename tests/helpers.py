@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -179,12 +180,23 @@ class Publisher:
         )
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(1, 1)
+        self.client.on_publish = self._on_publish
+        self._lock = threading.Lock()
+        self._sent = self._acked = 0
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
-        self._pending: list[mqtt.MQTTMessageInfo] = []
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
+        with self._lock:
+            self._acked += 1
 
     def send(self, topic: str, payload: bytes | str) -> None:
-        self._pending.append(self.client.publish(topic, payload, qos=1))
+        # While the broker is away paho keeps QoS 1 messages and sends them after reconnecting;
+        # ``flush`` waits for the broker's PUBACK of every one. (No lock around publish: paho
+        # calls on_publish holding its own lock, and the two would deadlock.)
+        self.client.publish(topic, payload, qos=1)
+        with self._lock:
+            self._sent += 1
 
     def telemetry(self, device: str, ts: float, metrics: dict[str, float], **fields: Any) -> None:
         self.send(
@@ -192,10 +204,7 @@ class Publisher:
         )
 
     def flush(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        for info in self._pending:
-            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-        self._pending.clear()
+        wait_until(lambda: self._acked >= self._sent, timeout, "PUBACK of every message")
 
     def close(self) -> None:
         self.flush()
