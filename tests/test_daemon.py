@@ -39,7 +39,7 @@ def publish_pumps(publisher: Publisher, start: float, days: float, degrade_from:
 def test_degrading_device_gets_one_case_one_email_one_webhook_and_healthy_none(
     broker, database_url: str, tmp_path: Path
 ) -> None:
-    start = time.time() - 4 * DAY
+    start = time.time() - 6 * DAY
     with SmtpSink() as smtp, HttpSink() as hooks:
         engine = open_database(database_url)
         manifest = tmp_path / "devices.csv"
@@ -60,7 +60,7 @@ def test_degrading_device_gets_one_case_one_email_one_webhook_and_healthy_none(
         )
         with running_monitor(config, tmp_path / "monitor.log") as monitor:
             publisher = Publisher(broker.port)
-            sent = publish_pumps(publisher, start, days=4, degrade_from=start + 3 * DAY)
+            sent = publish_pumps(publisher, start, days=6, degrade_from=start + 4.5 * DAY)
             wait_until(lambda: monitor.metric("monitor_messages_total") >= sent, 60, "all messages")
             wait_until(lambda: len(smtp.messages) >= 1 and len(hooks.requests) >= 1, 30, "notify")
             time.sleep(1.5)  # long enough for a duplicate delivery to show up
@@ -69,7 +69,7 @@ def test_degrading_device_gets_one_case_one_email_one_webhook_and_healthy_none(
         cases = cases_of(database_url)
         assert [(c.device_id, c.problem) for c in cases] == [("pump-worn", "degradation")]
         case = cases[0]
-        assert start + 3 * DAY < case.opened_at < start + 4 * DAY
+        assert start + 4.5 * DAY < case.opened_at < start + 6 * DAY
         assert case.evidence["metrics"][0]["metric"] in {"vibration_mms", "motor_temp_c"}
         assert len(smtp.messages) == 1
         assert smtp.messages[0]["To"] == "ada@example.com"
@@ -167,7 +167,7 @@ def test_no_qos1_message_is_lost_across_broker_and_monitor_restarts(
 def test_email_arrives_once_after_smtp_server_comes_back(
     broker, sqlite_url: str, tmp_path: Path
 ) -> None:
-    start = time.time() - 4 * DAY
+    start = time.time() - 6 * DAY
     smtp = SmtpSink()
     smtp.start()
     smtp_port = smtp.port
@@ -186,7 +186,7 @@ def test_email_arrives_once_after_smtp_server_comes_back(
     )
     with running_monitor(config, tmp_path / "monitor.log") as monitor:
         publisher = Publisher(broker.port)
-        publish_pumps(publisher, start, days=4, degrade_from=start + 3 * DAY)
+        publish_pumps(publisher, start, days=6, degrade_from=start + 4.5 * DAY)
         publisher.close()
         wait_until(lambda: cases_of(sqlite_url), 60, "the case")
         wait_until(

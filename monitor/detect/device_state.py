@@ -59,7 +59,7 @@ class DeviceState:
             deviation = 0.0
             learning = ts - tracker.first_ts < self._learning_s
             if baseline.warm and not learning:
-                deviation = peers.adjust(self.model, key, device_id, tracker.smoothed)
+                deviation = peers.adjust(self.model, key, device_id, tracker.smoothed, ts)
                 signals[name] = MetricSignal(value, baseline.expected(ts), deviation)
             # Hold the baseline while the metric is far off: a slow fault must not become normal.
             # Not while still learning, though: the first days must see every operating state.

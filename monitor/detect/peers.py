@@ -1,10 +1,12 @@
-"""Peer comparison: what the whole fleet of one model does at the same time.
+"""Peer comparison: what the other devices of the same model do at the same time.
 
 When every heat pump's compressor runs hotter during a cold snap, or a firmware roll-out moves
-a reading on every device, that is not a fault of each device. Each device's deviation is
-measured against the median deviation of its model's devices, so a fleet-wide move cancels out
-while one device drifting away from its peers stands out (a median, so that the drifting
-device cannot drag its own reference along).
+a reading on every device, that is not a fault of each device. A device's sustained deviation
+is therefore judged against its peers': how far it sits from their median, in units of how far
+the peers themselves scatter right now (a robust spread, with a floor). A fleet-wide move
+cancels out; a move that scatters the fleet widely (weather hits each house differently) needs
+a larger excursion; one device drifting away from calm peers stands out. Only peers heard from
+recently take part, so devices that are off or silent do not anchor the comparison.
 """
 
 from __future__ import annotations
@@ -12,48 +14,81 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+_FRESH_S = 2 * 3600.0
+"""Peers whose last value is older than this (off, silent) do not take part."""
+MIN_SPREAD = 0.5
+"""Floor of the peer scatter, in the same units as the sustained deviation."""
+
+
+_TYPICAL = 1.0
+"""Typical size of a healthy metric's relative deviation; metrics that swing more are scaled."""
+_CLIP = 10.0
+_MEMORY_ROUNDS = 288.0
+"""How many rounds of the model's messages the typical-swing estimate averages (about a day
+of five-minute telemetry)."""
+
 
 class _Peers:
-    __slots__ = ("latest", "median", "stale")
+    __slots__ = ("latest", "median", "spread", "stale", "swing")
 
     def __init__(self) -> None:
-        self.latest: dict[str, float] = {}
+        self.latest: dict[str, tuple[float, float]] = {}
         self.median = 0.0
+        self.spread = MIN_SPREAD
         self.stale = 0
+        self.swing = 0.0
 
 
 class FleetPeers:
-    """Latest sustained deviation of every device, per (model, metric), and their median."""
+    """Latest sustained deviation of every device, per (model, metric and state)."""
 
     def __init__(self, min_peers: int) -> None:
         self._min_peers = min_peers
         self._groups: dict[tuple[str, str], _Peers] = {}
 
-    def adjust(self, model: str, metric: str, device_id: str, deviation: float) -> float:
-        """Record ``deviation`` and return how far it is from the model's median."""
+    def adjust(self, model: str, metric: str, device_id: str, deviation: float, ts: float) -> float:
+        """Record ``deviation`` at ``ts``; return it relative to the peers' median and spread.
+
+        Without enough recent peers the deviation is returned as it is.
+        """
         group = self._groups.get((model, metric))
         if group is None:
             group = self._groups[(model, metric)] = _Peers()
-        group.latest[device_id] = deviation
-        size = len(group.latest)
-        if size < self._min_peers:
-            return deviation
+        group.latest[device_id] = (deviation, ts)
         group.stale += 1
         # Recomputing once per eighth of a fleet round keeps the cost per message constant.
-        if group.stale >= max(1, size // 8):
-            group.median = statistics.median(group.latest.values())
-            group.stale = 0
-        return deviation - group.median
+        if group.stale >= max(1, len(group.latest) // 8):
+            self._recompute(group, ts)
+        if group.median != group.median:  # NaN: too few recent peers
+            return deviation
+        relative = (deviation - group.median) / group.spread
+        # Some metrics swing far from their baseline as a matter of course (a battery's charge
+        # on a cloudy week, a charger's sessions): the whole model's typical swing says how
+        # much, and such a metric must move correspondingly further to count. Clipped, so one
+        # failing device cannot hide itself by raising the fleet's typical swing.
+        rate = 1.0 / (_MEMORY_ROUNDS * len(group.latest))
+        group.swing += rate * (min(abs(relative), _CLIP) - group.swing)
+        return relative * _TYPICAL / max(_TYPICAL, group.swing)
+
+    def _recompute(self, group: _Peers, now: float) -> None:
+        group.stale = 0
+        recent = [v for v, t in group.latest.values() if now - t <= _FRESH_S]
+        if len(recent) < self._min_peers:
+            group.median = float("nan")
+            return
+        median = statistics.median(recent)
+        mad = statistics.median(abs(v - median) for v in recent)
+        group.median = median
+        group.spread = max(MIN_SPREAD, 1.4826 * mad)
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            "groups": [[m, k, g.latest] for (m, k), g in self._groups.items()],
-        }
+        return {"groups": [[m, k, g.latest, g.swing] for (m, k), g in self._groups.items()]}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self._groups = {}
-        for model, metric, latest in state.get("groups", []):
+        for model, metric, latest, swing in state.get("groups", []):
             group = self._groups[(model, metric)] = _Peers()
-            group.latest = {str(d): float(v) for d, v in latest.items()}
+            group.swing = float(swing)
+            group.latest = {str(d): (float(v), float(t)) for d, (v, t) in latest.items()}
             if group.latest:
-                group.median = statistics.median(group.latest.values())
+                self._recompute(group, max(t for _, t in group.latest.values()))
