@@ -13,7 +13,9 @@ from sqlmodel import Session, select
 
 from devenv.http_sink import HttpSink
 from devenv.smtp_sink import SmtpSink
-from monitor.store import Case, Device, Outbox, ParkedMessage, open_database
+from monitor.config import DetectSettings
+from monitor.detect import DetectStage
+from monitor.store import Case, Device, DeviceState, Outbox, ParkedMessage, open_database
 from tests.helpers import DAY, Publisher, pump_history, running_monitor, wait_until, write_config
 
 pytestmark = pytest.mark.integration
@@ -231,3 +233,43 @@ def test_aiomqtt_transport_feeds_the_same_pipeline_and_survives_a_broker_restart
             lambda: monitor.metric("monitor_messages_total") == len(samples), 60, "second half"
         )
     publisher.close()
+
+
+def learned_samples(url: str, device_id: str) -> int:
+    with Session(open_database(url)) as session:
+        saved = session.get(DeviceState, device_id)
+    assert saved is not None, "no checkpoint for the device"
+    stage = DetectStage(DetectSettings())
+    stage.restore({device_id: saved.state})
+    return max(stage.learned_samples(device_id).values())
+
+
+def test_restarted_monitor_resumes_detection_from_its_checkpoint(
+    broker, sqlite_url: str, tmp_path: Path
+) -> None:
+    start = time.time() - 2 * DAY
+    config = write_config(tmp_path, mqtt_port=broker.port, database_url=sqlite_url)
+    samples = list(pump_history(1.5, start, seed=5))
+    half = len(samples) // 2
+    publisher = Publisher(broker.port)
+    with running_monitor(config, tmp_path / "monitor.log") as monitor:
+        for ts, metrics in samples[:half]:
+            publisher.telemetry("pump", ts, metrics)
+        publisher.flush()
+        wait_until(lambda: monitor.metric("monitor_messages_total") == half, 30, "first half")
+    first = learned_samples(sqlite_url, "pump")
+    with running_monitor(config, tmp_path / "monitor2.log") as monitor:
+        for ts, metrics in samples[half:]:
+            publisher.telemetry("pump", ts, metrics)
+        publisher.flush()
+        wait_until(
+            lambda: monitor.metric("monitor_messages_total") == len(samples) - half,
+            30,
+            "second half",
+        )
+    publisher.close()
+    resumed = learned_samples(sqlite_url, "pump")
+    # From zero, the second run could have learned at most its own messages.
+    assert first > 0
+    assert resumed > len(samples) - half
+    assert resumed > first
