@@ -170,6 +170,21 @@ class ThrowawayPostgres:
             self._url = None
             self._databases.clear()
 
+    def pause(self) -> None:
+        """Stop the own cluster's server but keep its data, to simulate a database outage."""
+        if self._directory is None or self._url is None:
+            raise PostgresError("pause() needs an own, started cluster")
+        self._run("pg_ctl", "stop", "-D", "data", "--mode=fast", "--wait")
+
+    def resume(self) -> None:
+        """Start a paused cluster again on the same port."""
+        if self._directory is None or self._url is None:
+            raise PostgresError("resume() needs an own cluster that was started")
+        self._run(
+            "pg_ctl", "start", "-D", "data", "-l", "postgres.log", "--wait",
+            f"--timeout={int(self._start_timeout)}", "-o", f"-p {self._url.port}",
+        )  # fmt: skip
+
     def _admin_url(self) -> URL:
         if self._url is None:
             raise PostgresError("the PostgreSQL server is not started; call start() first")

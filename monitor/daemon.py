@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
 
 from prometheus_client import start_http_server
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,7 +29,6 @@ class Daemon:
         self,
         settings: Settings,
         transport: Transport | None = None,
-        on_case: Callable[[OpenedCase], None] | None = None,
     ) -> None:
         self.settings = settings
         self.engine = open_database(settings.database.url)
@@ -38,7 +36,6 @@ class Daemon:
         self.pipeline = Pipeline(settings, self.engine, self.rules)
         self.transport = transport or make_transport(settings.mqtt)
         self.dispatcher = Dispatcher(self.engine, settings.notify)
-        self._on_case = on_case
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -65,7 +62,13 @@ class Daemon:
             self._stop.set()
             await closer
             await notifier
-            await asyncio.to_thread(self.pipeline.checkpoint)
+            try:
+                await asyncio.to_thread(self.pipeline.checkpoint)
+            except SQLAlchemyError as exc:
+                log.error(
+                    "final checkpoint failed; detectors will resume from the previous one",
+                    extra={"error": str(exc)[:200]},
+                )
             log.info("monitor stopped")
 
     async def _consume(self) -> None:
@@ -77,9 +80,6 @@ class Daemon:
             self.transport.ack(batch)
             if opened:
                 self.dispatcher.wake()
-                for case in opened:
-                    if self._on_case is not None:
-                        self._on_case(case)
             if self._stop.is_set():
                 return
 

@@ -14,14 +14,27 @@ import time
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from monitor.cases import CaseOpener
 from monitor.config import Settings
 from monitor.detect import DetectStage
 from monitor.ingest import Admission, Admitted, Decoder, RawMessage
-from monitor.ingest.records import load_known_devices, record_admission, save_progress
-from monitor.metrics import BATCH_SIZE, DEVICES, EVENT_LAG, MESSAGES, PROCESSING_LATENCY
+from monitor.ingest.records import (
+    count_and_log,
+    load_known_devices,
+    record_admission,
+    save_progress,
+)
+from monitor.metrics import (
+    BATCH_SIZE,
+    CASES_OPENED,
+    DEVICES,
+    EVENT_LAG,
+    MESSAGES,
+    PROCESSING_LATENCY,
+)
 from monitor.store import DeviceState
 from rules import Alarm, Rule, RuleEngine
 
@@ -43,6 +56,7 @@ class OpenedCase:
     case_id: int
     device_id: str
     problem: str
+    rule: str
     opened_at: float
 
 
@@ -80,8 +94,25 @@ class Pipeline:
         with Session(self._engine) as session:
             record_admission(session, work.admitted, now)
             cases = self.cases.run(session, work.alarms)
-            opened = [OpenedCase(c.id or 0, c.device_id, c.problem, c.opened_at) for c in cases]
+            opened = [
+                OpenedCase(c.id or 0, c.device_id, c.problem, c.rule, c.opened_at) for c in cases
+            ]
             session.commit()
+        # Counted and logged only once committed: a commit retried after a database outage
+        # must not count the same batch twice.
+        count_and_log(work.admitted)
+        for case in opened:
+            CASES_OPENED.inc()
+            log.info(
+                "case opened",
+                extra={
+                    "case_id": case.case_id,
+                    "device_id": case.device_id,
+                    "problem": case.problem,
+                    "rule": case.rule,
+                    "opened_at": case.opened_at,
+                },
+            )
         done = time.time()
         MESSAGES.inc(len(work.admitted.telemetry))
         BATCH_SIZE.observe(len(work.messages))
@@ -92,7 +123,11 @@ class Pipeline:
         self._touched.update(m.device_id for m in work.admitted.telemetry)
         DEVICES.set(len(self.detect))
         if time.monotonic() - self._last_checkpoint >= self._settings.detect.checkpoint_seconds:
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except SQLAlchemyError as exc:
+                # The batch itself is committed: a failed checkpoint is retried next interval.
+                log.error("checkpoint failed; will retry", extra={"error": str(exc)[:200]})
         return opened
 
     def process(self, messages: list[RawMessage], now: float | None = None) -> list[OpenedCase]:
@@ -103,11 +138,15 @@ class Pipeline:
         """Save detector state and ingest progress of devices changed since the last one."""
         states = self.detect.checkpoint()
         now = time.time()
-        with Session(self._engine) as session:
-            for device_id, blob in states.items():
-                session.merge(DeviceState(device_id=device_id, saved_wall=now, state=blob))
-            save_progress(session, self.admission.known, self._touched)
-            session.commit()
+        try:
+            with Session(self._engine) as session:
+                for device_id, blob in states.items():
+                    session.merge(DeviceState(device_id=device_id, saved_wall=now, state=blob))
+                save_progress(session, self.admission.known, self._touched)
+                session.commit()
+        except SQLAlchemyError:
+            self.detect.mark_unsaved(states)
+            raise
         self._touched.clear()
         self._last_checkpoint = time.monotonic()
         return len(states)

@@ -12,6 +12,7 @@ import pytest
 from sqlmodel import Session, select
 
 from devenv.http_sink import HttpSink
+from devenv.postgres import ThrowawayPostgres
 from devenv.smtp_sink import SmtpSink
 from monitor.config import DetectSettings
 from monitor.detect import DetectStage
@@ -273,3 +274,45 @@ def test_restarted_monitor_resumes_detection_from_its_checkpoint(
     assert first > 0
     assert resumed > len(samples) - half
     assert resumed > first
+
+
+def test_database_outage_holds_the_stream_and_loses_nothing(broker, tmp_path: Path) -> None:
+    """Known devices' telemetry needs no database write; a batch that does (a new device to
+    register) is held and retried until the database is back, and nothing is lost."""
+    start = time.time() - DAY
+    samples = list(pump_history(0.5, start, seed=6))
+    half = len(samples) // 2
+    with ThrowawayPostgres(server_url=None) as own_postgres:
+        url = own_postgres.create_database("outage")
+        config = write_config(tmp_path, mqtt_port=broker.port, database_url=url)
+        publisher = Publisher(broker.port)
+        with running_monitor(config, tmp_path / "monitor.log") as monitor:
+            for ts, metrics in samples[:half]:
+                publisher.telemetry("pump", ts, metrics)
+            publisher.flush()
+            wait_until(lambda: monitor.metric("monitor_messages_total") == half, 30, "first half")
+            own_postgres.pause()
+            for ts, metrics in samples[half:]:
+                publisher.telemetry("pump-new", ts, metrics)
+                publisher.telemetry("pump", ts, metrics)
+            publisher.flush()
+            wait_until(
+                lambda: "database write failed" in monitor.log(), 30, "the outage to be reported"
+            )
+            assert monitor.metric("monitor_messages_total") < len(samples) + (len(samples) - half)
+            own_postgres.resume()
+            wait_until(
+                lambda: (
+                    monitor.metric("monitor_messages_total") == len(samples) + (len(samples) - half)
+                ),
+                60,
+                "the held messages after the database came back",
+            )
+        publisher.close()
+        with Session(open_database(url)) as session:
+            known = session.get(Device, "pump")
+            new = session.get(Device, "pump-new")
+        assert known is not None
+        assert new is not None
+        assert known.last_ts == pytest.approx(samples[-1][0])
+        assert new.last_ts == pytest.approx(samples[-1][0])

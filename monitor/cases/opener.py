@@ -14,7 +14,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from monitor.config import NotifySettings
-from monitor.metrics import CASES_OPENED
 from monitor.notify.outbox import enqueue_case_opened
 from monitor.store import Case, CaseEvent, Customer, Device
 from monitor.store.models import OPEN_CASE_STATUSES
@@ -74,17 +73,6 @@ class CaseOpener:
             customer = session.get(Customer, device.customer_id)
         if device is not None and {"notify_customer", "notify_support"} & set(alarm.actions):
             enqueue_case_opened(session, case, device, customer, self._notify, now)
-        CASES_OPENED.inc()
-        log.info(
-            "case opened",
-            extra={
-                "case_id": case.id,
-                "device_id": alarm.device_id,
-                "problem": alarm.problem,
-                "rule": alarm.rule,
-                "since": alarm.since,
-            },
-        )
         return case
 
 

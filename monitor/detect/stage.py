@@ -48,6 +48,10 @@ class DetectStage:
         self._dirty.clear()
         return saved
 
+    def mark_unsaved(self, states: dict[str, bytes]) -> None:
+        """A checkpoint of these devices failed: include them in the next one."""
+        self._dirty.update(k for k in states if k != _PEERS_KEY)
+
     def restore(self, saved: dict[str, bytes]) -> None:
         """Load states written by :meth:`checkpoint` (for example after a restart)."""
         for device_id, blob in saved.items():

@@ -24,9 +24,8 @@ def load_known_devices(engine: Engine) -> dict[str, KnownDevice]:
 
 
 def record_admission(session: Session, admitted: Admitted, now: float) -> None:
-    """Park and count rejections, register new devices, store status and firmware changes."""
+    """Park rejections, register new devices, store status and firmware changes."""
     for rejection in admitted.rejections:
-        REJECTED.labels(rejection.reason.value).inc()
         session.add(
             ParkedMessage(
                 received_wall=rejection.message.received or now,
@@ -37,8 +36,6 @@ def record_admission(session: Session, admitted: Admitted, now: float) -> None:
                 payload=rejection.message.payload,
             )
         )
-    if admitted.rejections:
-        _log_rejections(admitted)
     if admitted.new_devices:
         existing = set(
             session.exec(select(Device.id).where(col(Device.id).in_(admitted.new_devices)))
@@ -48,7 +45,6 @@ def record_admission(session: Session, admitted: Admitted, now: float) -> None:
                 session.add(
                     Device(id=device_id, model=first.model or "", fw=first.fw, registered_wall=now)
                 )
-                log.info("registered device on first message", extra={"device_id": device_id})
         session.flush()
     changes: dict[str, dict[str, str]] = {}
     for status in admitted.statuses:
@@ -69,6 +65,16 @@ def save_progress(session: Session, known: dict[str, KnownDevice], device_ids: s
         device = session.get(Device, device_id)
         if memory is not None and device is not None:
             device.last_ts, device.last_seq = memory.last_ts, memory.last_seq
+
+
+def count_and_log(admitted: Admitted) -> None:
+    """After the batch is committed: count and log its rejections and new devices."""
+    for rejection in admitted.rejections:
+        REJECTED.labels(rejection.reason.value).inc()
+    for device_id in admitted.new_devices:
+        log.info("registered device on first message", extra={"device_id": device_id})
+    if admitted.rejections:
+        _log_rejections(admitted)
 
 
 def _log_rejections(admitted: Admitted) -> None:
