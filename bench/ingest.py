@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -34,6 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devenv.broker import Broker
 from devenv.ports import free_port
+from devenv.prometheus import scrape
 
 
 def publisher(
@@ -110,17 +110,6 @@ def bare_subscriber(port: int, expected: int, out: mp.Queue) -> None:  # type: i
     out.put((state["n"], state["last"], lags))
 
 
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
-
-
 def histogram_quantile(samples: dict[str, float], name: str, q: float) -> float:
     buckets = sorted(
         (float(k.split('le="')[1].rstrip('"}')), v)
@@ -160,12 +149,7 @@ def run_daemon(broker: Broker, args: argparse.Namespace, workdir: Path) -> dict[
     )
     try:
         deadline = time.time() + 30
-        while True:
-            try:
-                if scrape(metrics_port).get("monitor_broker_connected") == 1:
-                    break
-            except OSError:
-                pass
+        while (scrape(metrics_port) or {}).get("monitor_broker_connected") != 1:
             if time.time() > deadline:
                 raise SystemExit("monitor did not start; see " + str(workdir / "monitor.log"))
             time.sleep(0.2)
@@ -173,8 +157,9 @@ def run_daemon(broker: Broker, args: argparse.Namespace, workdir: Path) -> dict[
         started = publish_load(broker.port, args.messages, args.devices, args.publishers, args.rate)
         total = (args.messages // args.publishers) * args.publishers
         last_count, last_change = 0.0, time.time()
+        samples: dict[str, float] = {}
         while True:
-            samples = scrape(metrics_port)
+            samples = scrape(metrics_port) or samples
             count = samples.get("monitor_messages_total", 0.0)
             if count != last_count:
                 last_count, last_change = count, time.time()

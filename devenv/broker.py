@@ -18,10 +18,11 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import IO, Self
+from types import FrameType
+from typing import IO
 
 from devenv.ports import LOOPBACK, free_port
+from devenv.service import LocalService
 
 CONFIG = Path(__file__).resolve().parent.parent / "mosquitto.conf"
 INSTALL_HINT = "run scripts/bootstrap.sh or apt-get install -y mosquitto"
@@ -47,7 +48,7 @@ def find_mosquitto() -> Path:
     raise BrokerError(f"mosquitto is not installed (not on PATH, not in /usr/sbin): {INSTALL_HINT}")
 
 
-class Broker:
+class Broker(LocalService):
     """A private Mosquitto on 127.0.0.1, with its persistence in a temp dir of its own.
 
     Use it as a context manager (started on entry; stopped and its temp dir removed on exit)
@@ -79,22 +80,6 @@ class Broker:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"Broker({self.host}:{self.port}, {state})"
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def running(self) -> bool:

@@ -14,10 +14,10 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from devenv.ports import LOOPBACK, free_port
+from devenv.service import LocalService
 
 _START_ATTEMPTS = 3
 
@@ -61,7 +61,7 @@ class ReceivedRequest:
             return None
 
 
-class HttpSink:
+class HttpSink(LocalService):
     """A local HTTP server that answers every request and keeps it in :attr:`requests`.
 
     Use it as a context manager (started on entry, stopped on exit) or call ``start()`` and
@@ -98,18 +98,6 @@ class HttpSink:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"HttpSink({self.url}, {state}, {len(self.requests)} requests)"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

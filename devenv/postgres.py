@@ -9,14 +9,13 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
 from devenv.ports import LOOPBACK, free_port
+from devenv.service import LocalService
 
 SERVER_URL_VARIABLE = "MONITOR_TEST_POSTGRES_URL"
 INSTALL_HINT = "run scripts/bootstrap.sh or apt-get install -y postgresql"
@@ -67,7 +66,7 @@ def find_bindir() -> Path:
     )
 
 
-class ThrowawayPostgres:
+class ThrowawayPostgres(LocalService):
     """A PostgreSQL server for tests, and fresh empty databases on it.
 
     Unless given a server, it makes its own cluster in a temp dir: 127.0.0.1 and a free port
@@ -94,22 +93,6 @@ class ThrowawayPostgres:
     def __repr__(self) -> str:
         where = "not started" if self._url is None else self.url
         return f"ThrowawayPostgres({where})"
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

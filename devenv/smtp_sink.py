@@ -13,18 +13,18 @@ from collections.abc import Callable, Sequence
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiosmtpd.controller import Controller
 
 from devenv.ports import LOOPBACK, free_port
+from devenv.service import LocalService
 
 _START_ATTEMPTS = 3
 _PARSER = BytesParser(_class=EmailMessage, policy=policy.default)
 
 
-class SmtpSink:
+class SmtpSink(LocalService):
     """A local SMTP server that accepts everything and keeps it, parsed, in :attr:`messages`.
 
     Use it as a context manager (started on entry, stopped on exit) or call ``start()`` and
@@ -62,18 +62,6 @@ class SmtpSink:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"SmtpSink({self.host}:{self.port}, {state}, {len(self.messages)} messages)"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def running(self) -> bool:

@@ -15,7 +15,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -28,6 +27,7 @@ from sqlmodel import Session, col, select
 from devenv.broker import Broker
 from devenv.http_sink import HttpSink
 from devenv.ports import free_port
+from devenv.prometheus import scrape
 from devenv.smtp_sink import SmtpSink
 from monitor.store import Case, Outbox, open_database
 from simulators.files import write_manifest
@@ -238,19 +238,7 @@ class Demo:
             time.sleep(0.5)
 
     def _scrape(self) -> dict[str, float]:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
-            ) as response:
-                text = response.read().decode()
-        except OSError:
-            return {}
-        samples = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                samples[name] = float(value)
-        return samples
+        return scrape(self.metrics_port) or {}
 
     def _stop_monitor(self) -> None:
         if self.monitor is None or self.monitor.poll() is not None:

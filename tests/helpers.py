@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devenv.ports import free_port
+from devenv.prometheus import scrape
 
 DAY = 86400.0
 STEP = 300.0
@@ -127,19 +127,11 @@ class MonitorProcess:
         """Prometheus samples by name (labels folded into the name), or None if not up."""
         if self._proc is not None and self._proc.poll() is not None:
             raise AssertionError(f"monitor exited early:\n{self.log()}")
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
-            ) as r:
-                text = r.read().decode()
-        except OSError:
-            return None
-        samples: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                samples[name] = float(value)
-        return samples
+        return scrape(self.metrics_port)
+
+    def wait_processed(self, count: int, what: str, timeout: float = 60.0) -> None:
+        """Wait until exactly ``count`` messages have been accepted and processed."""
+        wait_until(lambda: self.metric("monitor_messages_total") == count, timeout, what)
 
     def metric(self, name: str) -> float:
         return (self.scrape() or {}).get(name, 0.0)
@@ -202,6 +194,12 @@ class Publisher:
         self.send(
             f"devices/{device}/telemetry", json.dumps({"ts": ts, "metrics": metrics, **fields})
         )
+
+    def series(self, device: str, samples: list[tuple[float, dict[str, float]]]) -> None:
+        """Publish one device's samples in order and wait until the broker has them all."""
+        for ts, metrics in samples:
+            self.telemetry(device, ts, metrics)
+        self.flush()
 
     def flush(self, timeout: float = 60.0) -> None:
         wait_until(lambda: self._acked >= self._sent, timeout, "PUBACK of every message")

@@ -142,24 +142,16 @@ def test_no_qos1_message_is_lost_across_broker_and_monitor_restarts(
         for ts, metrics in thirds[0]:
             publisher.telemetry("pump", ts, metrics)
         own_broker.restart()  # mid-stream: some of these are in flight when it goes down
-        for ts, metrics in thirds[1]:
-            publisher.telemetry("pump", ts, metrics)
-        publisher.flush()
-        wait_until(
-            lambda: monitor.metric("monitor_messages_total") == len(thirds[0]) + len(thirds[1]),
-            60,
+        publisher.series("pump", thirds[1])
+        monitor.wait_processed(
+            len(thirds[0]) + len(thirds[1]),
             "messages from before and during the broker restart",
+            60,
         )
     # The monitor is down: the broker keeps its session's messages until it returns.
-    for ts, metrics in thirds[2]:
-        publisher.telemetry("pump", ts, metrics)
-    publisher.flush()
+    publisher.series("pump", thirds[2])
     with running_monitor(config, tmp_path / "monitor2.log") as monitor:
-        wait_until(
-            lambda: monitor.metric("monitor_messages_total") == len(thirds[2]),
-            60,
-            "messages published while the monitor was down",
-        )
+        monitor.wait_processed(len(thirds[2]), "messages published while the monitor was down", 60)
     publisher.close()
     with Session(open_database(sqlite_url)) as session:
         device = session.get(Device, "pump")
@@ -222,17 +214,11 @@ def test_aiomqtt_transport_feeds_the_same_pipeline_and_survives_a_broker_restart
     half = len(samples) // 2
     publisher = Publisher(own_broker.port)
     with running_monitor(config, tmp_path / "monitor.log") as monitor:
-        for ts, metrics in samples[:half]:
-            publisher.telemetry("pump", ts, metrics)
-        publisher.flush()
-        wait_until(lambda: monitor.metric("monitor_messages_total") == half, 30, "first half")
+        publisher.series("pump", samples[:half])
+        monitor.wait_processed(half, "first half", 30)
         own_broker.restart()
-        for ts, metrics in samples[half:]:
-            publisher.telemetry("pump", ts, metrics)
-        publisher.flush()
-        wait_until(
-            lambda: monitor.metric("monitor_messages_total") == len(samples), 60, "second half"
-        )
+        publisher.series("pump", samples[half:])
+        monitor.wait_processed(len(samples), "second half", 60)
     publisher.close()
 
 
@@ -254,20 +240,12 @@ def test_restarted_monitor_resumes_detection_from_its_checkpoint(
     half = len(samples) // 2
     publisher = Publisher(broker.port)
     with running_monitor(config, tmp_path / "monitor.log") as monitor:
-        for ts, metrics in samples[:half]:
-            publisher.telemetry("pump", ts, metrics)
-        publisher.flush()
-        wait_until(lambda: monitor.metric("monitor_messages_total") == half, 30, "first half")
+        publisher.series("pump", samples[:half])
+        monitor.wait_processed(half, "first half", 30)
     first = learned_samples(sqlite_url, "pump")
     with running_monitor(config, tmp_path / "monitor2.log") as monitor:
-        for ts, metrics in samples[half:]:
-            publisher.telemetry("pump", ts, metrics)
-        publisher.flush()
-        wait_until(
-            lambda: monitor.metric("monitor_messages_total") == len(samples) - half,
-            30,
-            "second half",
-        )
+        publisher.series("pump", samples[half:])
+        monitor.wait_processed(len(samples) - half, "second half", 30)
     publisher.close()
     resumed = learned_samples(sqlite_url, "pump")
     # From zero, the second run could have learned at most its own messages.
@@ -287,10 +265,8 @@ def test_database_outage_holds_the_stream_and_loses_nothing(broker, tmp_path: Pa
         config = write_config(tmp_path, mqtt_port=broker.port, database_url=url)
         publisher = Publisher(broker.port)
         with running_monitor(config, tmp_path / "monitor.log") as monitor:
-            for ts, metrics in samples[:half]:
-                publisher.telemetry("pump", ts, metrics)
-            publisher.flush()
-            wait_until(lambda: monitor.metric("monitor_messages_total") == half, 30, "first half")
+            publisher.series("pump", samples[:half])
+            monitor.wait_processed(half, "first half", 30)
             own_postgres.pause()
             for ts, metrics in samples[half:]:
                 publisher.telemetry("pump-new", ts, metrics)
