@@ -101,3 +101,31 @@ def test_baseline_scores_are_finite_and_bounded(values: list[float]) -> None:
         assert math.isfinite(z)
         assert abs(z) <= 20.0
         baseline.learn_one(v, i * STEP)
+
+
+def test_running_state_signal_persists_while_the_device_is_off() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(7)
+    out = []
+    for i in range(int(8 * DAY / STEP)):
+        ts = i * STEP
+        running = (ts % (6 * 3600)) < 3 * 3600
+        wear = max(0.0, (ts - 5 * DAY) / DAY) * 2.0
+        metrics = {
+            "flow": (40.0 + rng.gauss(0, 1)) if running else 0.0,
+            "vibration": (2.0 + wear + rng.gauss(0, 0.05)) if running else 0.0,
+        }
+        out.extend(stage.run([Telemetry("pump", ts, metrics, model="M")]))
+    last_off = next(s for s in reversed(out) if (s.ts % (6 * 3600)) >= 3 * 3600)
+    assert last_off.value("deviation", "vibration") is not None
+    assert last_off.value("deviation", "vibration") > 6.0
+    assert "vibration (on)" in last_off.metrics
+
+
+def test_duty_cycle_metric_is_found_without_configuration() -> None:
+    stage = DetectStage(DetectSettings())
+    for i in range(400):
+        running = i % 4 != 0
+        metrics = {"power": 5.0 if running else 0.0, "temp": 30.0 + (5.0 if running else 0.0)}
+        stage.run([Telemetry("charger", i * STEP, metrics, model="M")])
+    assert stage.duty_metric("charger") == "power"

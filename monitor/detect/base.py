@@ -68,5 +68,9 @@ class SignalSet:
             return None
         if metric is None:
             return self.deviation if self.metrics else None
-        found = self.metrics.get(metric)
-        return None if found is None else abs(found.deviation)
+        found = [
+            abs(m.deviation)
+            for shown, m in self.metrics.items()
+            if shown == metric or shown.startswith(metric + " (")
+        ]
+        return max(found) if found else None

@@ -22,10 +22,14 @@ class MetricTracker:
     first_ts: float = 0.0
 
 
+_RECENT_S = 24 * 3600.0
+"""How long a metric's signal from the other operating state still counts."""
+
+
 class DeviceState:
     """Per-device detector state: one tracker per metric and operating state."""
 
-    __slots__ = ("_learning_s", "_settings", "duty", "model", "trackers")
+    __slots__ = ("_learning_s", "_settings", "duty", "model", "recent", "trackers")
 
     def __init__(self, model: str, settings: DetectSettings) -> None:
         self.model = model
@@ -33,18 +37,25 @@ class DeviceState:
         self._learning_s = settings.learning_hours * 3600.0
         self.trackers: dict[str, MetricTracker] = {}
         self.duty = DutyCycle(decide_after=settings.warmup_samples)
+        self.recent: dict[str, tuple[float, MetricSignal]] = {}
+        """Latest signal of every metric in every state, by display name, with its time."""
 
     def observe(
         self, device_id: str, ts: float, metrics: dict[str, float], peers: FleetPeers
     ) -> dict[str, MetricSignal]:
-        """Score every metric of one message, then learn from the ones that look healthy."""
-        signals: dict[str, MetricSignal] = {}
+        """Score every metric of one message, then learn from the ones that look healthy.
+
+        Returns the device's current signals: this message's, plus the latest of each metric
+        in the device's other operating state (a pump's vibration while running is still the
+        news while the pump is off), named ``"metric (state)"`` on devices with a duty cycle.
+        """
         smoothing_s = self._settings.smoothing_halflife_minutes * 60.0
         undecided = not self.duty.decided
         state = self.duty.observe(metrics)
         if undecided and self.duty.metric is not None:
             # Baselines learned before the on/off metric was known mixed both states: restart.
             self.trackers.clear()
+            self.recent.clear()
         for name, value in metrics.items():
             key = f"{name}|{state}" if state else name
             tracker = self.trackers.get(key)
@@ -60,12 +71,15 @@ class DeviceState:
             learning = ts - tracker.first_ts < self._learning_s
             if baseline.warm and not learning:
                 deviation = peers.adjust(self.model, key, device_id, tracker.smoothed, ts)
-                signals[name] = MetricSignal(value, baseline.expected(ts), deviation)
+                shown = f"{name} ({state})" if state else name
+                self.recent[shown] = (ts, MetricSignal(value, baseline.expected(ts), deviation))
             # Hold the baseline while the metric is far off: a slow fault must not become normal.
             # Not while still learning, though: the first days must see every operating state.
             if learning or abs(deviation) < self._settings.hold_z:
                 baseline.learn_one(value, ts)
-        return signals
+        return {
+            shown: signal for shown, (seen, signal) in self.recent.items() if ts - seen <= _RECENT_S
+        }
 
     def _new_baseline(self) -> SeasonalBaseline:
         s = self._settings

@@ -61,6 +61,11 @@ class DetectStage:
             else:
                 self._devices[device_id] = DeviceState.from_state(state, self._settings)
 
+    def duty_metric(self, device_id: str) -> str | None:
+        """The metric that tells whether ``device_id`` is running, once it has been found."""
+        device = self._devices.get(device_id)
+        return None if device is None else device.duty.metric
+
     def learned_samples(self, device_id: str) -> dict[str, int]:
         """How many samples each metric's baseline of ``device_id`` has learned from."""
         device = self._devices.get(device_id)
