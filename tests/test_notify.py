@@ -462,3 +462,29 @@ def test_retry_delay_doubles_up_to_the_cap_with_at_most_ten_percent_jitter() -> 
         assert all(0.9 * want <= got <= want for got, want in zip(delays, nominal, strict=True))
     assert retry_delay(3, 2.0, 60.0, 7) == retry_delay(3, 2.0, 60.0, 7)
     assert len({retry_delay(1, 2.0, 60.0, key) for key in range(20)}) > 10
+
+
+@pytest.mark.parametrize("language", ["en", "de", "ja"])
+def test_every_simulated_product_kind_has_a_name_in_each_language(language: str) -> None:
+    from monitor.notify.render import render_email
+    from simulators.products import PRODUCTS
+
+    for kind in PRODUCTS:
+        rendered = render_email(
+            "case_opened",
+            language,
+            {
+                "customer_name": "A",
+                "kind": kind,
+                "model": "M-1",
+                "problem_name": "degradation",
+                "urgent": False,
+                "case_id": 1,
+                "booking_link": "https://x.example/b?case=1",
+                "days_left": None,
+                "predicted_date": None,
+            },
+        )
+        assert kind not in rendered.text
+        if language != "en":
+            assert kind.replace("_", " ") not in rendered.subject
