@@ -29,7 +29,7 @@ app.add_typer(cases_app, name="cases")
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (see docs/).")
 ]
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _settings(config: Path | None) -> Settings:
