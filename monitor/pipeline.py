@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from monitor.cases import CaseOpener
 from monitor.config import Settings
-from monitor.detect import DetectStage
+from monitor.detect import DetectStage, SignalSet
 from monitor.ingest import Admission, Admitted, Decoder, RawMessage
 from monitor.ingest.records import (
     count_and_log,
@@ -47,8 +47,9 @@ class BatchWork:
 
     messages: list[RawMessage]
     admitted: Admitted
+    signals: list[SignalSet]
+    """One per accepted telemetry message, in the same order as ``admitted.telemetry``."""
     alarms: list[Alarm]
-    received: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,10 @@ class OpenedCase:
 class Pipeline:
     """Owns the per-device state of every stage and runs batches through them in order."""
 
-    def __init__(self, settings: Settings, engine: Engine, rules: list[Rule]) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine, rules: list[Rule], *, notify: bool = True
+    ) -> None:
+        """``notify=False`` opens cases without queueing notifications (backtests)."""
         self._settings = settings
         self._engine = engine
         self.decoder = Decoder(
@@ -74,7 +78,7 @@ class Pipeline:
         self.admission = Admission(load_known_devices(engine), settings.ingest.require_registration)
         self.detect = DetectStage(settings.detect)
         self.rules = RuleEngine(rules)
-        self.cases = CaseOpener(settings.notify)
+        self.cases = CaseOpener(settings.notify, enqueue=notify)
         self._touched: set[str] = set()
         self._last_checkpoint = time.monotonic()
         self._restore()
@@ -86,7 +90,7 @@ class Pipeline:
         admitted = self.admission.run(decoded)
         signals = self.detect.run(admitted.telemetry)
         alarms = self.rules.run(signals)
-        return BatchWork(messages, admitted, alarms)
+        return BatchWork(messages, admitted, signals, alarms)
 
     def commit(self, work: BatchWork) -> list[OpenedCase]:
         """Write the batch's outcome in one transaction; raises if the database is away."""

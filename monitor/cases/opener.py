@@ -25,8 +25,10 @@ log = logging.getLogger(__name__)
 class CaseOpener:
     """The cases stage: alarms in, newly opened cases out (with their notifications queued)."""
 
-    def __init__(self, notify: NotifySettings) -> None:
+    def __init__(self, notify: NotifySettings, *, enqueue: bool = True) -> None:
+        """``enqueue=False`` opens cases without queueing any notification (backtests)."""
         self._notify = notify
+        self._enqueue = enqueue
 
     def run(self, session: Session, alarms: list[Alarm]) -> list[Case]:
         opened: list[Case] = []
@@ -71,7 +73,8 @@ class CaseOpener:
         customer = None
         if device is not None and device.customer_id:
             customer = session.get(Customer, device.customer_id)
-        if device is not None and {"notify_customer", "notify_support"} & set(alarm.actions):
+        wants_notice = {"notify_customer", "notify_support"} & set(alarm.actions)
+        if self._enqueue and device is not None and wants_notice:
             enqueue_case_opened(session, case, device, customer, self._notify, now)
         return case
 
