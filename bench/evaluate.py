@@ -17,20 +17,19 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
-import statistics
 import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from monitor.backtest import run_backtest
 from monitor.config import DatabaseSettings, Settings
 from rules import load_rules
 from simulators.files import write_fleet
 from simulators.fleet import build_fleet
-from simulators.scoring import Score, score
-
-DAY = 86400.0
+from simulators.scoring import DAY, Score, score
 
 
 def evaluate_seed(
@@ -51,17 +50,11 @@ def evaluate_seed(
     return score(fleet.truth(), cases), fleet.truth()
 
 
-def _days(values: list[float]) -> str:
+def _days(values: list[float], percentile: float = 50.0) -> str:
+    # The same percentile definition as simulators.scoring, so the figures agree with the demo.
     if not values:
         return "   n/a"
-    return f"{statistics.median(values) / DAY:5.1f}d"
-
-
-def _p10(values: list[float]) -> str:
-    if not values:
-        return "   n/a"
-    ordered = sorted(values)
-    return f"{ordered[int(0.1 * (len(ordered) - 1))] / DAY:5.1f}d"
+    return f"{float(np.percentile(values, percentile)) / DAY:5.1f}d"
 
 
 def report(scores: list[tuple[Score, dict[str, Any]]]) -> None:
@@ -119,10 +112,10 @@ def _row(
 ) -> None:
     judged = counts["caught"] + counts["late"] + counts["missed"]
     recall = f"{counts['caught'] / judged:8.0%}" if judged else "     n/a"
-    share = f"{statistics.median(shares):6.0%}" if shares else "   n/a"
+    share = f"{float(np.median(shares)):6.0%}" if shares else "   n/a"
     print(
         f"{name:18}{counts['caught']:>7}{counts['late']:>5}{counts['missed']:>7}{recall}"
-        f"{_days(leads):>9}{_p10(leads):>7}{share:>7}{_days(delays):>7}"
+        f"{_days(leads):>9}{_days(leads, 10.0):>7}{share:>7}{_days(delays):>7}"
     )
 
 

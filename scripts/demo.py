@@ -22,6 +22,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from devenv.broker import Broker
@@ -61,6 +62,7 @@ class Demo:
         self.fleet: Fleet | None = None
         self.truth: dict[str, Any] = {}
         self.seen_cases: set[int] = set()
+        self.engine: Engine | None = None
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
@@ -187,7 +189,7 @@ class Demo:
         )
 
     def _show_new_cases(self) -> None:
-        with Session(open_database(self.db_url)) as session:
+        with Session(self._engine()) as session:
             query = select(Case).where(col(Case.id).not_in(self.seen_cases or {-1}))
             new = list(session.exec(query.order_by(col(Case.id))))
         for case in new:
@@ -231,11 +233,17 @@ class Demo:
     def _wait_for_outbox(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            with Session(open_database(self.db_url)) as session:
+            with Session(self._engine()) as session:
                 pending = session.exec(select(Outbox).where(Outbox.status == "pending")).first()
             if pending is None:
                 return
             time.sleep(0.5)
+
+    def _engine(self) -> Engine:
+        # One engine for every poll: opening the database also checks its schema.
+        if self.engine is None:
+            self.engine = open_database(self.db_url)
+        return self.engine
 
     def _scrape(self) -> dict[str, float]:
         return scrape(self.metrics_port) or {}
@@ -256,7 +264,7 @@ class Demo:
     def _summary(
         self, emails: list[EmailMessage], webhooks: int, metrics: dict[str, float], wall: float
     ) -> None:
-        with Session(open_database(self.db_url)) as session:
+        with Session(self._engine()) as session:
             cases = list(session.exec(select(Case).order_by(col(Case.opened_at))))
         result = score(self.truth, [(c.device_id, c.opened_at) for c in cases])
         console.print()

@@ -11,6 +11,7 @@ recently take part, so devices that are off or silent do not anchor the comparis
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
@@ -59,7 +60,7 @@ class FleetPeers:
         # Recomputing once per eighth of a fleet round keeps the cost per message constant.
         if group.stale >= max(1, len(group.latest) // 8):
             self._recompute(group, ts)
-        if group.median != group.median:  # NaN: too few recent peers
+        if math.isnan(group.median):  # too few recent peers
             return deviation
         relative = (deviation - group.median) / group.spread
         # Some metrics swing far from their baseline as a matter of course (a battery's charge
