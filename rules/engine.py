@@ -112,6 +112,7 @@ def _alarm(rule: Rule, signals: SignalSet, since: float) -> Alarm:
         suggested_action=rule.suggested_action,
         actions=tuple(rule.actions),
         evidence=evidence_of(signals, since),
+        predicted_failure_at=signals.predicted_failure_at,
     )
 
 

@@ -19,9 +19,10 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.detect.base import SIGNAL_NAMES
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-SIGNALS = ("deviation",)
 Action = Literal["open_case", "notify_customer", "notify_support"]
 ACTIONS: tuple[Action, ...] = ("open_case", "notify_customer", "notify_support")
 
@@ -51,8 +52,9 @@ class Comparison(_Node):
     @field_validator("signal")
     @classmethod
     def _known_signal(cls, value: str) -> str:
-        if value not in SIGNALS:
-            raise ValueError(f"unknown signal {value!r}; known signals: {', '.join(SIGNALS)}")
+        if value not in SIGNAL_NAMES:
+            known = ", ".join(sorted(SIGNAL_NAMES))
+            raise ValueError(f"unknown signal {value!r}; known signals: {known}")
         return value
 
     @model_validator(mode="after")

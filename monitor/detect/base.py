@@ -7,8 +7,18 @@ learned state. Per-device state is plain data, so it can be checkpointed and res
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+SIGNAL_NAMES: dict[str, str] = {
+    "deviation": "sustained deviation from the device's own baseline, peer-adjusted, in robust "
+    "standard units (absolute; per metric or the strongest metric)",
+    "value": "the metric's observed value as reported (needs 'metric')",
+}
+"""Every signal a rule may test, with what it means. A detector that adds a signal adds its
+name here, and :meth:`SignalSet.value` finds it in :attr:`MetricSignal.extra` or
+:attr:`SignalSet.extra`; the rules loader refuses names not listed."""
 
 
 class Detector(Protocol):
@@ -40,6 +50,8 @@ class MetricSignal:
     expected: float
     deviation: float
     """Sustained deviation: smoothed, peer-adjusted, in robust standard units."""
+    extra: Mapping[str, float] = field(default_factory=dict)
+    """Further per-metric signals by name (see :data:`SIGNAL_NAMES`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +62,11 @@ class SignalSet:
     ts: float
     model: str
     metrics: dict[str, MetricSignal] = field(default_factory=dict)
+    kind: str = ""
+    extra: Mapping[str, float] = field(default_factory=dict)
+    """Device-level signals by name (see :data:`SIGNAL_NAMES`)."""
+    predicted_failure_at: float | None = None
+    """Event time at which a forecast says a metric will cross its failure threshold."""
 
     @property
     def deviation(self) -> float:
@@ -63,14 +80,27 @@ class SignalSet:
         return max(self.metrics.items(), key=lambda item: abs(item[1].deviation))
 
     def value(self, signal: str, metric: str | None = None) -> float | None:
-        """A named signal's value, for one metric or the strongest; ``None`` if unknown."""
-        if signal != "deviation":
-            return None
-        if metric is None:
-            return self.deviation if self.metrics else None
+        """A named signal's value, for one metric or the largest over metrics.
+
+        ``None`` when the signal is not known for this message, which makes a comparison on
+        it false. A metric name matches its per-state trackers too ("flow" is "flow (on)").
+        """
+        if metric is None and signal in self.extra:
+            return self.extra[signal]
         found = [
-            abs(m.deviation)
+            v
             for shown, m in self.metrics.items()
-            if shown == metric or shown.startswith(metric + " (")
+            if metric is None or shown == metric or shown.startswith(metric + " (")
+            if (v := _metric_value(m, signal)) is not None
         ]
-        return max(found) if found else None
+        if not found:
+            return None
+        return max(found, key=abs)
+
+
+def _metric_value(m: MetricSignal, signal: str) -> float | None:
+    if signal == "deviation":
+        return abs(m.deviation)
+    if signal == "value":
+        return m.observed
+    return m.extra.get(signal)

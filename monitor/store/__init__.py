@@ -9,6 +9,7 @@ from monitor.store.models import (
     DeviceState,
     Outbox,
     ParkedMessage,
+    SurveyResponse,
 )
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "DeviceState",
     "Outbox",
     "ParkedMessage",
+    "SurveyResponse",
     "open_database",
 ]

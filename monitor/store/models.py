@@ -13,10 +13,25 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-OPEN_CASE_STATUSES = ("open", "notified", "acknowledged")
+CASE_STATUSES = (
+    "open",
+    "notified",
+    "acknowledged",
+    "visit_scheduled",
+    "resolved",
+    "closed",
+    "false_alarm",
+)
+"""A case's lifecycle: opened → customer notified → acknowledged → visit scheduled →
+resolved → closed; "false_alarm" ends a case that was not a real problem. Reopening moves a
+resolved or closed case back to "open" (recorded as a ``reopened`` event)."""
+
+OPEN_CASE_STATUSES = ("open", "notified", "acknowledged", "visit_scheduled")
 """Statuses in which a case still counts as *the* open case of its device and problem."""
 
-_OPEN_CASE_WHERE = text("status IN ('open', 'notified', 'acknowledged')")
+_OPEN_CASE_WHERE = text(
+    "status IN (" + ", ".join(f"'{status}'" for status in OPEN_CASE_STATUSES) + ")"
+)
 
 
 class Customer(SQLModel, table=True):
@@ -72,10 +87,24 @@ class Case(SQLModel, table=True):
     predicted_failure_at: float | None = None
     suggested_action: str = ""
     evidence: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    source: str = "proactive"
+    """"proactive" (opened by a rule) or "reactive" (the customer reported it first)."""
+    assignee: str | None = None
+    customer_noticed_at: float | None = None
+    """Event time at which the customer reported the problem themselves, if they did."""
+    notified_at: float | None = None
+    """When the customer was first told (the first response), on the monitor's clock: wall
+    time when live, simulated time when a simulation drives the clock."""
+    resolved_at: float | None = None
 
 
 class CaseEvent(SQLModel, table=True):
-    """One thing that happened to a case: who did what, and when."""
+    """One thing that happened to a case: who did what, and when.
+
+    ``kind`` is a status the case moved to (see :data:`CASE_STATUSES`, with "opened" for the
+    first) or one of "reopened", "note", "assigned", "escalated", "customer_notified",
+    "support_notified", "suppressed", "feedback", "survey_sent", "survey_answered".
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="case.id", index=True)
@@ -127,3 +156,18 @@ class DeviceState(SQLModel, table=True):
     device_id: str = Field(primary_key=True)
     saved_wall: float
     state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class SurveyResponse(SQLModel, table=True):
+    """A customer's answer about a case: "helpful" (0/1), "csat" (1–5), "ces" (1–7), "nps"
+    (0–10; at most once a quarter per customer, attached to the case that prompted it)."""
+
+    __table_args__ = (UniqueConstraint("case_id", "question", name="one_answer_per_question"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    customer_id: str | None = Field(default=None, foreign_key="customer.id", index=True)
+    question: str
+    score: int
+    comment: str = ""
+    answered_at: float
