@@ -9,6 +9,13 @@ are the learning period and every later row gets a 0/1 prediction. All files go 
 daemon), with the ``ts`` of each row in epoch seconds. The one setting the harness writes is the
 detectors' learning period, set to the span of 400 rows; rules are never changed for SKAB.
 
+Rows become 0/1 three ways, all printed: "case open" (primary: a case is what the product
+decides; 1 from a case's opened_at until its closed_at or the end of the file), "score > 0.5"
+(the backtest score above the shipped rule's threshold, i.e. the detector without the rule's
+duration) and "either". Changepoints are the rows where the 0/1 prediction changes, as the
+leaderboard's notebooks derive them; for "case open" these are the cases' opened_at (and
+closed_at) rows, also scored alone as "NAB opened_at".
+
 Metrics follow the SKAB project's own code (waico/SKAB ``core/metrics.py``, a copy of the
 ``tsad`` library's ``evaluating``/``chp_score``, and its notebooks; see :func:`binary_scores`
 and :func:`nab_scores`).
