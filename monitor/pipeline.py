@@ -37,6 +37,7 @@ from monitor.metrics import (
 )
 from monitor.store import DeviceState
 from rules import Alarm, Rule, RuleEngine
+from rules.attributes import AttributeBook
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ class Pipeline:
         )
         self.admission = Admission(load_known_devices(engine), settings.ingest.require_registration)
         self.detect = DetectStage(settings.detect)
-        self.rules = RuleEngine(rules)
+        self.attributes = AttributeBook(engine)
+        self.rules = RuleEngine(rules, self.attributes.get)
         self.cases = CaseOpener(settings.notify, enqueue=notify)
         self._touched: set[str] = set()
         self._last_checkpoint = time.monotonic()
@@ -89,7 +91,7 @@ class Pipeline:
         decoded = [d for m in messages if (d := self.decoder.decode(m, now)) is not None]
         admitted = self.admission.run(decoded)
         signals = self.detect.run(admitted.telemetry)
-        alarms = self.rules.run(signals)
+        alarms = self.rules.run(signals, [t.metrics for t in admitted.telemetry])
         return BatchWork(messages, admitted, signals, alarms)
 
     def commit(self, work: BatchWork) -> list[OpenedCase]:
