@@ -40,7 +40,7 @@ def check(
     try:
         rules = load_rule_file(target) if target.is_file() else load_rules(target)
     except (RuleFileError, OSError, UnicodeDecodeError) as exc:
-        err.print(f"[red]rules invalid[/red]\n{exc}", highlight=False, markup=False)
+        _fail("rules invalid", exc)
         raise typer.Exit(1) from exc
     typer.echo(f"{target}: {len(rules)} rules ok: {', '.join(rule.name for rule in rules)}")
 
@@ -64,12 +64,12 @@ def try_rule_file(
     try:
         rules = load_rule_file(rule_file)
     except (RuleFileError, OSError, UnicodeDecodeError) as exc:
-        err.print(f"[red]rules invalid[/red]\n{exc}", highlight=False, markup=False)
+        _fail("rules invalid", exc)
         raise typer.Exit(1) from exc
     try:
         bouts = _replay(settings, rules, telemetry, devices)
     except (TelemetryFileError, ManifestError, DatabaseError, OSError) as exc:
-        err.print(f"[red]replay failed[/red]\n{exc}", highlight=False, markup=False)
+        _fail("replay failed", exc)
         raise typer.Exit(2) from exc
     for bout in sorted(bouts, key=lambda b: (b.device_id, b.opened, b.rule)):
         typer.echo(bout.line())
@@ -140,5 +140,11 @@ def _settings(config: Path | None) -> Settings:
     try:
         return load_settings(config)
     except ConfigError as exc:
-        err.print(f"[red]configuration error[/red]\n{exc}", highlight=False, markup=False)
+        _fail("configuration error", exc)
         raise typer.Exit(2) from exc
+
+
+def _fail(what: str, error: Exception) -> None:
+    err.print(f"[red]{what}[/red]")
+    # The message quotes the user's file: never read it as markup.
+    err.print(str(error), markup=False, highlight=False)

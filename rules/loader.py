@@ -73,9 +73,9 @@ def load_rule_file(path: Path) -> list[Rule]:
 
 
 def _explain(error: Any) -> str:
-    message = str(error["msg"])
+    message = str(error["msg"]).removeprefix("Value error, ")
     if "Fix:" in message:
-        return message.removeprefix("Value error, ")
+        return message
     fix = _FIXES.get(str(error["type"]), "Fix: see docs/rules.md for the rule syntax.")
     return f"{message}. {fix}"
 

@@ -39,7 +39,7 @@ def parse_duration(text: str | float | int) -> float:
         return float(text)
     match = _DURATION.match(text)
     if match is None:
-        raise ValueError(f"{text!r} is not a duration; write e.g. '90s', '30m', '6h' or '2d'")
+        raise ValueError(f"{text!r} is not a duration. Fix: write e.g. '90s', '30m', '6h' or '2d'")
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
