@@ -270,3 +270,11 @@ def test_escalation_must_raise_the_severity(tmp_path: Path) -> None:
     )
     with pytest.raises(RuleFileError, match="escalation steps must raise the severity"):
         load_rule_file(path)
+
+
+def test_documented_example_rule_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "rules.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (loaded,) = load_rule_file(write(tmp_path, example))
+    assert loaded.thresholds_for("WP-400", "pump-0042") == {"high": 7.5, "normal": 8.0}
+    assert loaded.thresholds_for("WP-200", "pump-0001") == {"high": 6.0, "normal": 5.0}
