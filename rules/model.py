@@ -16,6 +16,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -224,7 +225,7 @@ class Rule(_Node):
     for_: float = Field(default=0.0, alias="for", ge=0)
     count: Count | None = None
     thresholds: dict[Annotated[str, Field(pattern=_THRESHOLD_NAME)], float] = Field(
-        default_factory=dict
+        default_factory=dict, validate_default=True
     )
     overrides: list[Override] = Field(default_factory=list)
     schedule: Schedule | None = None
@@ -238,30 +239,41 @@ class Rule(_Node):
     def _duration(cls, value: str | float | int) -> float:
         return parse_duration(value)
 
-    @model_validator(mode="after")
-    def _thresholds_defined(self) -> Rule:
-        used = threshold_names(self.when)
-        if self.clear is not None:
-            used |= threshold_names(self.clear)
-        missing = sorted(used - set(self.thresholds))
+    # Field validators (not one model validator) so that an error points at the key to fix;
+    # each sees the fields declared above it in ``info.data``.
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_defined(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        used: set[str] = set()
+        for key in ("when", "clear"):
+            if info.data.get(key) is not None:
+                used |= threshold_names(info.data[key])
+        missing = sorted(used - set(value))
         if missing:
             raise ValueError(
                 f"threshold {', '.join(missing)} is used but not defined. Fix: add it under "
                 f"'thresholds:' with its default value, e.g. 'thresholds: {{{missing[0]}: 5.0}}'"
             )
-        for override in self.overrides:
-            unknown = sorted(set(override.thresholds) - set(self.thresholds))
+        return value
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides_known(cls, value: list[Override], info: ValidationInfo) -> list[Override]:
+        defined = set(info.data.get("thresholds") or {})
+        for override in value:
+            unknown = sorted(set(override.thresholds) - defined)
             if unknown:
                 raise ValueError(
                     f"override for {override.model or override.device} sets unknown threshold "
                     f"{', '.join(unknown)}. Fix: define it under 'thresholds:' or correct its name"
                 )
-        return self
+        return value
 
-    @model_validator(mode="after")
-    def _escalation_rises(self) -> Rule:
-        rank, after = SEVERITY_RANK[self.severity], 0.0
-        for step in self.escalate:
+    @field_validator("escalate")
+    @classmethod
+    def _escalation_rises(cls, value: list[Escalation], info: ValidationInfo) -> list[Escalation]:
+        rank, after = SEVERITY_RANK[info.data.get("severity", "warning")], 0.0
+        for step in value:
             if SEVERITY_RANK[step.severity] <= rank or step.after <= after:
                 raise ValueError(
                     "escalation steps must raise the severity, later each time. Fix: order "
@@ -269,7 +281,7 @@ class Rule(_Node):
                     "critical)"
                 )
             rank, after = SEVERITY_RANK[step.severity], step.after
-        return self
+        return value
 
     def thresholds_for(self, model: str, device_id: str) -> dict[str, float]:
         """The rule's thresholds for one device: defaults, then its model's, then its own."""

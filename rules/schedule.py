@@ -66,6 +66,7 @@ class Schedule(BaseModel):
         return self.timezone
 
 
+@lru_cache(maxsize=64)
 def _minutes(hours: str) -> tuple[int, int]:
     match = _HOURS.match(hours)
     if match is None:

@@ -237,7 +237,7 @@ def test_undefined_threshold_is_refused_with_the_fix(tmp_path: Path) -> None:
     )
     with pytest.raises(RuleFileError) as error:
         load_rule_file(path)
-    assert f"{path}:2: key 'rules.0'" in str(error.value)
+    assert f"{path}:2: key 'rules.0.thresholds'" in str(error.value)
     assert "threshold high is used but not defined. Fix: add it under 'thresholds:'" in str(
         error.value
     )
@@ -268,8 +268,23 @@ def test_escalation_must_raise_the_severity(tmp_path: Path) -> None:
         "    when: {signal: deviation, above: 3}\n"
         "    escalate: [{after: 2d, severity: warning}]\n",
     )
-    with pytest.raises(RuleFileError, match="escalation steps must raise the severity"):
+    with pytest.raises(RuleFileError) as error:
         load_rule_file(path)
+    assert f"{path}:6: key 'rules.0.escalate': escalation steps must raise" in str(error.value)
+
+
+def test_override_of_an_unknown_threshold_points_at_the_overrides(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"{HEAD}    when: {{signal: value, metric: p, above: high}}\n"
+        "    thresholds: {high: 5}\n"
+        "    overrides:\n      - {model: X, thresholds: {hihg: 6}}\n",
+    )
+    with pytest.raises(RuleFileError) as error:
+        load_rule_file(path)
+    assert f"{path}:7: key 'rules.0.overrides': override for X sets unknown threshold hihg" in str(
+        error.value
+    )
 
 
 def test_documented_example_rule_loads(tmp_path: Path) -> None:
