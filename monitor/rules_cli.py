@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -86,12 +86,14 @@ class Bout:
     since: float
     opened: float
     cleared: float | None = None
+    escalated: list[tuple[str, float]] = field(default_factory=list)
 
     def line(self) -> str:
         cleared = _iso(self.cleared) if self.cleared is not None else "(still open)"
+        steps = "".join(f"  escalated to {s} {_iso(at)}" for s, at in self.escalated)
         return (
             f"{self.device_id}  {self.rule}  opened {_iso(self.opened)}  cleared {cleared}  "
-            f"severity {self.severity}  condition since {_iso(self.since)}"
+            f"severity {self.severity}  condition since {_iso(self.since)}{steps}"
         )
 
 
@@ -123,7 +125,7 @@ def _collect(bouts: list[Bout], events: list[RuleEvent]) -> None:
     for event in events:
         key = (event.device_id, event.rule)
         if isinstance(event, Alarm) and event.escalation and key in current:
-            current[key].severity = event.severity
+            current[key].escalated.append((event.severity, event.at))
         elif isinstance(event, Alarm):
             bout = Bout(event.device_id, event.rule, event.severity, event.since, event.at)
             bouts.append(bout)

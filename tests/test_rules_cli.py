@@ -75,3 +75,20 @@ def test_rules_test_refuses_a_broken_rule_file(tmp_path: Path) -> None:
     code, output = invoke("rules", "test", str(rule_file), "--telemetry", str(telemetry))
     assert code == 1
     assert f"{rule_file}:4: key 'rules.0.when.signal'" in output
+
+
+def test_rules_test_shows_escalations(tmp_path: Path) -> None:
+    rule_file = tmp_path / "pressure.yaml"
+    rule_file.write_text(HYSTERESIS + "    escalate: [{after: 20m, severity: critical}]\n")
+    telemetry = tmp_path / "telemetry.jsonl"
+    lines = [
+        f'{{"device_id": "p-1", "ts": {START + i * 300:.0f}, "metrics": {{"pressure_bar": 6}}}}'
+        for i in range(8)
+    ]
+    telemetry.write_text("\n".join(lines) + "\n")
+    code, output = invoke("rules", "test", str(rule_file), "--telemetry", str(telemetry))
+    assert code == 0, output
+    assert output.splitlines()[0].endswith(
+        "cleared (still open)  severity warning  condition since 2026-01-05T08:00:00+00:00"
+        "  escalated to critical 2026-01-05T08:30:00+00:00"
+    )
