@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -11,12 +12,16 @@ from rules.model import Rule
 
 log = logging.getLogger(__name__)
 
-_Snapshot = tuple[tuple[str, int, int], ...]
+_Snapshot = tuple[tuple[str, str], ...]
 
 
 class RuleWatcher:
-    """Polls ``directory`` for rule files that were added, removed or changed (by mtime and
-    size: no extra library, and it works on every file system, network ones included)."""
+    """Polls ``directory`` for rule files that were added, removed or changed.
+
+    Changes are found by content digest: rule files are small, and unlike mtimes this sees
+    two quick edits within one timestamp tick, works on every file system, and ignores a
+    mere ``touch``.
+    """
 
     def __init__(self, directory: Path, rules: list[Rule]) -> None:
         self.directory = directory
@@ -54,6 +59,6 @@ class RuleWatcher:
 def _snapshot(directory: Path) -> _Snapshot:
     try:
         files = sorted(directory.glob("*.y*ml"))
-        return tuple((p.name, (s := p.stat()).st_mtime_ns, s.st_size) for p in files)
+        return tuple((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files)
     except OSError:
         return ()

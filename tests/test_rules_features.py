@@ -293,3 +293,29 @@ def test_documented_example_rule_loads(tmp_path: Path) -> None:
     (loaded,) = load_rule_file(write(tmp_path, example))
     assert loaded.thresholds_for("WP-400", "pump-0042") == {"high": 7.5, "normal": 8.0}
     assert loaded.thresholds_for("WP-200", "pump-0001") == {"high": 6.0, "normal": 5.0}
+
+
+def test_rule_watcher_loads_each_change_once_and_keeps_rules_over_a_broken_file(
+    tmp_path: Path,
+) -> None:
+    from prometheus_client import REGISTRY
+
+    from rules.watch import RuleWatcher
+
+    def reloads(outcome: str) -> float:
+        value = REGISTRY.get_sample_value("monitor_rules_reloads_total", {"outcome": outcome})
+        return value or 0.0
+
+    good = f"{HEAD}    when: {{signal: deviation, above: 3}}\n"
+    path = write(tmp_path, good)
+    watcher = RuleWatcher(tmp_path, load_rule_file(path))
+    rejected, applied = reloads("rejected"), reloads("applied")
+    assert watcher.poll() is None
+    path.write_text(good.replace("above: 3", "above: [3]"))
+    assert watcher.poll() is None
+    assert watcher.poll() is None
+    assert reloads("rejected") == rejected + 1
+    assert [r.name for r in watcher.rules] == ["a"]
+    path.write_text(good.replace("name: a", "name: b"))
+    assert [r.name for r in watcher.poll() or []] == ["b"]
+    assert reloads("applied") == applied + 1
