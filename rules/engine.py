@@ -3,7 +3,9 @@ per-model/per-device thresholds and severity escalation."""
 
 from __future__ import annotations
 
+import json
 import math
+import zlib
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -138,6 +140,7 @@ class RuleEngine:
         self._attributes = attributes
         self._state: dict[tuple[str, str], _RuleState] = {}
         self._thresholds: dict[tuple[str, str, str], dict[str, float]] = {}
+        self._changed = False
 
     def replace_rules(self, rules: list[Rule]) -> None:
         """Swap in a new rule set, keeping progress of rules that kept their name."""
@@ -145,6 +148,27 @@ class RuleEngine:
         self._state = {k: v for k, v in self._state.items() if k[1] in names}
         self._thresholds = {}
         self.rules = list(rules)
+
+    def checkpoint(self) -> bytes | None:
+        """Every device's progress through the rules, if it changed since the last call."""
+        if not self._changed:
+            return None
+        self._changed = False
+        state = {f"{device}\x1f{rule}": _pack(s) for (device, rule), s in self._state.items()}
+        return zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6)
+
+    def mark_unsaved(self) -> None:
+        """The last checkpoint was not stored: include the state in the next one."""
+        self._changed = True
+
+    def restore(self, blob: bytes) -> None:
+        """Resume from :meth:`checkpoint`'s output (progress of rules no longer loaded is
+        dropped), so a restart does not restart every ``for`` and ``escalate`` clock."""
+        names = {rule.name for rule in self.rules}
+        for key, saved in json.loads(zlib.decompress(blob)).items():
+            device, rule = key.split("\x1f", 1)
+            if rule in names:
+                self._state[(device, rule)] = _unpack(saved)
 
     def run(
         self, batch: list[SignalSet], readings: Sequence[Mapping[str, float]] | None = None
@@ -158,6 +182,7 @@ class RuleEngine:
         """Like :meth:`run`, with the moments each rule cleared as well."""
         events: list[RuleEvent] = []
         raw: Sequence[Mapping[str, float]] = readings or [_NO_NUMBERS] * len(batch)
+        self._changed = self._changed or bool(batch)
         for signals, numbers in zip(batch, raw, strict=True):
             attributes = self._attributes(signals.device_id)
             for rule in self.rules:
@@ -225,6 +250,34 @@ class RuleEngine:
             return []
         state.firing, state.fired_at, state.since = True, ts, state.occurrences[0]
         return [_alarm(rule, facts.signals, state.since)]
+
+
+def _pack(state: _RuleState) -> list[Any]:
+    last = state.last_occurrence if math.isfinite(state.last_occurrence) else None
+    return [
+        state.bout_since,
+        state.counted,
+        list(state.occurrences),
+        last,
+        state.firing,
+        state.fired_at,
+        state.since,
+        state.escalations,
+    ]
+
+
+def _unpack(saved: list[Any]) -> _RuleState:
+    bout_since, counted, occurrences, last, firing, fired_at, since, escalations = saved
+    return _RuleState(
+        bout_since,
+        counted,
+        deque(occurrences),
+        -math.inf if last is None else last,
+        firing,
+        fired_at,
+        since,
+        escalations,
+    )
 
 
 def _cleared(rule: Rule, facts: Facts) -> bool:

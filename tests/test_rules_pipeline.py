@@ -85,3 +85,17 @@ def test_persisting_condition_escalates_the_open_case(sqlite_url: str, tmp_path:
             ("info", "warning"),
             ("warning", "critical"),
         ]
+
+
+def test_rule_progress_survives_a_restart(sqlite_url: str, tmp_path: Path) -> None:
+    rule = {"name": "pressure-high", "problem": "pressure", "when": HIGH, "for": "1h"}
+    first = pipeline_with(sqlite_url, tmp_path, [rule])
+    messages = readings("berlin", [6.0] * 14)
+    first.process(messages[:8])
+    first.checkpoint()
+    assert cases(sqlite_url) == []
+    second = pipeline_with(sqlite_url, tmp_path, [rule])
+    second.process(messages[8:])
+    (case,) = cases(sqlite_url)
+    assert case.evidence["since"] == START
+    assert case.opened_at == START + 12 * 300
