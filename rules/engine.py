@@ -244,7 +244,7 @@ class RuleEngine:
             state.last_occurrence = ts
         _forget_old(rule, state, ts)
         if state.firing:
-            return list(_escalations(rule, facts, state))
+            return _escalations(rule, facts, state)
         times = rule.count.times if rule.count is not None else 1
         if len(state.occurrences) < times:
             return []
