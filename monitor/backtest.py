@@ -129,6 +129,12 @@ def _epoch(value: float | None) -> str:
 Row = tuple[str, str, RawMessage]
 
 
+def read_telemetry(path: Path, prefix: str) -> Iterator[list[Row]]:
+    """A telemetry file's rows as ``(device_id, ts, raw message)`` batches, as the broker
+    would deliver them; :class:`TelemetryFileError` names the line that cannot be read."""
+    return _batches(_messages(path, prefix))
+
+
 def _batches(rows: Iterator[Row]) -> Iterator[list[Row]]:
     batch: list[Row] = []
     for row in rows:

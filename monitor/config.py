@@ -87,6 +87,10 @@ class DetectSettings(_Section):
 
 class RulesSettings(_Section):
     dir: Path = Path(__file__).resolve().parent.parent / "rules"
+    reload_seconds: float = Field(default=2.0, ge=0)
+    """How often the daemon looks for changed rule files (0: never, rules load at start only)."""
+    attributes_refresh_seconds: float = Field(default=60.0, gt=0)
+    """How often device and customer attributes that rules test are re-read from the database."""
 
 
 class SmtpSettings(_Section):

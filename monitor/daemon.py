@@ -15,7 +15,8 @@ from monitor.ingest import Transport, make_transport
 from monitor.notify.dispatcher import Dispatcher
 from monitor.pipeline import BatchWork, OpenedCase, Pipeline
 from monitor.store import open_database
-from rules import load_rules
+from rules import Rule, load_rules
+from rules.watch import RuleWatcher
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class Daemon:
         self.pipeline = Pipeline(settings, self.engine, self.rules)
         self.transport = transport or make_transport(settings.mqtt)
         self.dispatcher = Dispatcher(self.engine, settings.notify)
+        self.watcher = RuleWatcher(settings.rules.dir, self.rules)
+        self._new_rules: list[Rule] | None = None
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -56,12 +59,14 @@ class Daemon:
         )
         closer = asyncio.create_task(self._close_on_stop())
         notifier = asyncio.create_task(self.dispatcher.run(self._stop))
+        reloader = asyncio.create_task(self._reload_rules())
         try:
             await self._consume()
         finally:
             self._stop.set()
             await closer
             await notifier
+            await reloader
             try:
                 await asyncio.to_thread(self.pipeline.checkpoint)
             except SQLAlchemyError as exc:
@@ -73,6 +78,10 @@ class Daemon:
 
     async def _consume(self) -> None:
         async for batch in self.transport.batches():
+            if self._new_rules is not None:
+                # Swapped between batches, never while the rules stage runs in its thread.
+                self.pipeline.rules.replace_rules(self._new_rules)
+                self.rules, self._new_rules = self._new_rules, None
             work = await asyncio.to_thread(self.pipeline.compute, batch)
             opened = await self._commit(work)
             if opened is None:
@@ -99,6 +108,30 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
             delay = min(delay * 2, _DB_RETRY_MAX_S)
+
+    async def _reload_rules(self) -> None:
+        """Poll the rules directory (and refresh device attributes) until stopped."""
+        every = self.settings.rules.reload_seconds
+        refresh_every = self.settings.rules.attributes_refresh_seconds
+        last_refresh = asyncio.get_running_loop().time()
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), every or refresh_every)
+            if self._stop.is_set():
+                return
+            if every:
+                rules = await asyncio.to_thread(self.watcher.poll)
+                if rules is not None:
+                    self._new_rules = rules
+            if asyncio.get_running_loop().time() - last_refresh >= refresh_every:
+                last_refresh = asyncio.get_running_loop().time()
+                try:
+                    await asyncio.to_thread(self.pipeline.attributes.refresh)
+                except SQLAlchemyError as exc:
+                    log.error(
+                        "device attributes not refreshed; rules use the previous ones",
+                        extra={"error": str(exc).splitlines()[0]},
+                    )
 
     async def _close_on_stop(self) -> None:
         await self._stop.wait()

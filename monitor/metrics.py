@@ -51,3 +51,8 @@ BATCH_SIZE = Histogram(
 DEVICES = Gauge("monitor_devices", "Devices with detector state in this process.")
 OUTBOX_PENDING = Gauge("monitor_outbox_pending", "Notifications waiting for delivery.")
 BROKER_CONNECTED = Gauge("monitor_broker_connected", "1 while connected to the MQTT broker.")
+RULE_RELOADS = Counter(
+    "monitor_rules_reloads",
+    "Rule directory reloads after a change, by outcome (applied, rejected: old rules kept).",
+    ["outcome"],
+)

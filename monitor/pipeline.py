@@ -37,8 +37,12 @@ from monitor.metrics import (
 )
 from monitor.store import DeviceState
 from rules import Alarm, Rule, RuleEngine
+from rules.attributes import AttributeBook
 
 log = logging.getLogger(__name__)
+
+_RULES_KEY = "__rules__"
+"""The rules engine's progress is checkpointed as one row next to the devices' detectors."""
 
 
 @dataclass(slots=True)
@@ -77,7 +81,8 @@ class Pipeline:
         )
         self.admission = Admission(load_known_devices(engine), settings.ingest.require_registration)
         self.detect = DetectStage(settings.detect)
-        self.rules = RuleEngine(rules)
+        self.attributes = AttributeBook(engine)
+        self.rules = RuleEngine(rules, self.attributes.get)
         self.cases = CaseOpener(settings.notify, enqueue=notify)
         self._touched: set[str] = set()
         self._last_checkpoint = time.monotonic()
@@ -89,7 +94,7 @@ class Pipeline:
         decoded = [d for m in messages if (d := self.decoder.decode(m, now)) is not None]
         admitted = self.admission.run(decoded)
         signals = self.detect.run(admitted.telemetry)
-        alarms = self.rules.run(signals)
+        alarms = self.rules.run(signals, [t.metrics for t in admitted.telemetry])
         return BatchWork(messages, admitted, signals, alarms)
 
     def commit(self, work: BatchWork) -> list[OpenedCase]:
@@ -141,15 +146,21 @@ class Pipeline:
     def checkpoint(self) -> int:
         """Save detector state and ingest progress of devices changed since the last one."""
         states = self.detect.checkpoint()
+        rules_state = self.rules.checkpoint()
         now = time.time()
         try:
             with Session(self._engine) as session:
                 for device_id, blob in states.items():
                     session.merge(DeviceState(device_id=device_id, saved_wall=now, state=blob))
+                if rules_state is not None:
+                    session.merge(
+                        DeviceState(device_id=_RULES_KEY, saved_wall=now, state=rules_state)
+                    )
                 save_progress(session, self.admission.known, self._touched)
                 session.commit()
         except SQLAlchemyError:
             self.detect.mark_unsaved(states)
+            self.rules.mark_unsaved()
             raise
         self._touched.clear()
         self._last_checkpoint = time.monotonic()
@@ -158,6 +169,9 @@ class Pipeline:
     def _restore(self) -> None:
         with Session(self._engine) as session:
             saved = {s.device_id: s.state for s in session.exec(select(DeviceState))}
+        rules_state = saved.pop(_RULES_KEY, None)
+        if rules_state is not None:
+            self.rules.restore(rules_state)
         if saved:
             self.detect.restore(saved)
             log.info("restored detector state", extra={"devices": len(self.detect)})

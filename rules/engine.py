@@ -1,17 +1,30 @@
-"""Evaluating rules over signals, on event time, with durations and hysteresis."""
+"""Evaluating rules over signals, on event time: durations, counts, hysteresis, schedules,
+per-model/per-device thresholds and severity escalation."""
 
 from __future__ import annotations
 
+import json
+import math
+import zlib
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.detect.base import SignalSet
-from rules.model import AllOf, AnyOf, Comparison, Condition, NotOf, Rule
+from rules.attributes import AttributeLookup, Attributes, no_attributes
+from rules.model import AllOf, AnyOf, AttributeTest, Comparison, Condition, NotOf, Rule
+
+_NO_NUMBERS: Mapping[str, float] = {}
 
 
 @dataclass(frozen=True, slots=True)
 class Alarm:
-    """A rule whose condition has held long enough: the cases stage turns it into a case."""
+    """A rule whose condition has held long enough: the cases stage turns it into a case.
+
+    With ``escalation`` set, the rule has kept firing past one of its ``escalate`` steps: the
+    cases stage raises the open case of ``device_id`` and ``problem`` to ``severity``.
+    """
 
     device_id: str
     rule: str
@@ -20,99 +33,293 @@ class Alarm:
     since: float
     """Event time when the condition started to hold."""
     at: float
-    """Event time when it had held for the rule's duration."""
+    """Event time when it had held for the rule's duration (or reached an escalation step)."""
     suggested_action: str
     actions: tuple[str, ...]
     evidence: dict[str, Any] = field(default_factory=dict)
     predicted_failure_at: float | None = None
+    escalation: bool = False
 
 
-def holds(condition: Condition, signals: SignalSet) -> bool:
-    """Evaluate a condition tree; an unknown signal value makes a comparison false."""
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """A firing rule's clear condition held: the rule is re-armed for this device."""
+
+    device_id: str
+    rule: str
+    problem: str
+    at: float
+
+
+RuleEvent = Alarm | Cleared
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """Everything a condition may look at for one message of one device."""
+
+    signals: SignalSet
+    attributes: Attributes = field(default_factory=dict)
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    readings: Mapping[str, float] = field(default_factory=dict)
+    """The message's raw metric values: ``signal: value`` works before a baseline is warm."""
+
+
+def holds(condition: Condition, facts: Facts | SignalSet) -> bool:
+    """Evaluate a condition tree; an unknown value makes a comparison false."""
+    if isinstance(facts, SignalSet):
+        facts = Facts(facts)
     if isinstance(condition, Comparison):
-        value = signals.value(condition.signal, condition.metric)
-        if value is None:
-            return False
-        return (condition.above is None or value > condition.above) and (
-            condition.below is None or value < condition.below
-        )
+        return _compare(condition, facts)
+    if isinstance(condition, AttributeTest):
+        return condition.accepts(_attribute(facts, condition.attribute))
     if isinstance(condition, AllOf):
-        return all(holds(c, signals) for c in condition.all)
+        return all(holds(c, facts) for c in condition.all)
     if isinstance(condition, AnyOf):
-        return any(holds(c, signals) for c in condition.any)
+        return any(holds(c, facts) for c in condition.any)
     if isinstance(condition, NotOf):
-        return not holds(condition.not_, signals)
+        return not holds(condition.not_, facts)
     raise TypeError(f"unknown condition node {condition!r}")
+
+
+def _compare(condition: Comparison, facts: Facts) -> bool:
+    value = facts.signals.value(condition.signal, condition.metric)
+    if value is None and condition.signal == "value" and condition.metric is not None:
+        value = facts.readings.get(condition.metric)
+    if value is None:
+        return False
+    above, below = (_threshold(t, facts) for t in (condition.above, condition.below))
+    return (above is None or value > above) and (below is None or value < below)
+
+
+def _threshold(threshold: float | str | None, facts: Facts) -> float | None:
+    if isinstance(threshold, str):
+        return facts.thresholds[threshold]
+    return threshold
+
+
+def _attribute(facts: Facts, name: str) -> str | None:
+    value = facts.attributes.get(name)
+    if value is None and name in ("model", "kind"):
+        # A device registered on its first message is known to detection before the database.
+        value = getattr(facts.signals, name) or None
+    return value
 
 
 @dataclass(slots=True)
 class _RuleState:
-    pending_since: float | None = None
+    bout_since: float | None = None
+    """When the current stretch of ``when`` began (dips that do not clear it included)."""
+    counted: bool = False
+    """Whether the current stretch has lasted ``for`` and so counts as one occurrence."""
+    occurrences: deque[float] = field(default_factory=deque)
+    last_occurrence: float = -math.inf
     firing: bool = False
+    fired_at: float = 0.0
+    since: float = 0.0
+    escalations: int = 0
 
 
 class RuleEngine:
     """Holds each device's progress through each rule and emits an :class:`Alarm` once per bout.
 
     A rule fires when ``when`` has held for ``for`` seconds of event time without the rule
-    clearing in between. It clears when ``clear`` holds (or, for a rule without ``clear``, as
-    soon as ``when`` stops holding), and does not fire again until it has cleared, so a value
-    hovering at a threshold gives one alarm, not a storm.
+    clearing in between (with ``count``: when that has happened ``times`` times within
+    ``within``). It clears when ``clear`` holds (or, for a rule without ``clear``, as soon as
+    ``when`` stops holding; with ``count``, only once no occurrence came for ``within``), and
+    does not fire again until it has cleared, so a value hovering at a threshold gives one
+    alarm, not a storm. While it keeps firing, each ``escalate`` step it passes gives one
+    escalation alarm. Outside its ``schedule`` a rule makes no progress; a rule already
+    firing stays so until it clears.
+
+    ``attributes`` looks up a device's attributes (see :mod:`rules.attributes`).
     """
 
-    def __init__(self, rules: list[Rule]) -> None:
+    def __init__(self, rules: list[Rule], attributes: AttributeLookup = no_attributes) -> None:
         self.rules = list(rules)
+        self._attributes = attributes
         self._state: dict[tuple[str, str], _RuleState] = {}
+        self._thresholds: dict[tuple[str, str, str], dict[str, float]] = {}
+        self._changed = False
 
     def replace_rules(self, rules: list[Rule]) -> None:
         """Swap in a new rule set, keeping progress of rules that kept their name."""
         names = {rule.name for rule in rules}
         self._state = {k: v for k, v in self._state.items() if k[1] in names}
+        self._thresholds = {}
         self.rules = list(rules)
 
-    def run(self, batch: list[SignalSet]) -> list[Alarm]:
-        alarms: list[Alarm] = []
-        for signals in batch:
-            for rule in self.rules:
-                alarm = self._step(rule, signals)
-                if alarm is not None:
-                    alarms.append(alarm)
-        return alarms
+    def checkpoint(self) -> bytes | None:
+        """Every device's progress through the rules, if it changed since the last call."""
+        if not self._changed:
+            return None
+        self._changed = False
+        state = {f"{device}\x1f{rule}": _pack(s) for (device, rule), s in self._state.items()}
+        return zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6)
 
-    def _step(self, rule: Rule, signals: SignalSet) -> Alarm | None:
-        key = (signals.device_id, rule.name)
+    def mark_unsaved(self) -> None:
+        """The last checkpoint was not stored: include the state in the next one."""
+        self._changed = True
+
+    def restore(self, blob: bytes) -> None:
+        """Resume from :meth:`checkpoint`'s output (progress of rules no longer loaded is
+        dropped), so a restart does not restart every ``for`` and ``escalate`` clock."""
+        names = {rule.name for rule in self.rules}
+        for key, saved in json.loads(zlib.decompress(blob)).items():
+            device, rule = key.split("\x1f", 1)
+            if rule in names:
+                self._state[(device, rule)] = _unpack(saved)
+
+    def run(
+        self, batch: list[SignalSet], readings: Sequence[Mapping[str, float]] | None = None
+    ) -> list[Alarm]:
+        """Alarms (and escalations) for a batch; ``readings`` are the messages' raw metrics."""
+        return [e for e in self.evaluate(batch, readings) if isinstance(e, Alarm)]
+
+    def evaluate(
+        self, batch: list[SignalSet], readings: Sequence[Mapping[str, float]] | None = None
+    ) -> list[RuleEvent]:
+        """Like :meth:`run`, with the moments each rule cleared as well."""
+        events: list[RuleEvent] = []
+        raw: Sequence[Mapping[str, float]] = readings or [_NO_NUMBERS] * len(batch)
+        self._changed = self._changed or bool(batch)
+        for signals, numbers in zip(batch, raw, strict=True):
+            attributes = self._attributes(signals.device_id)
+            for rule in self.rules:
+                facts = Facts(signals, attributes, self._thresholds_of(rule, signals), numbers)
+                events.extend(self._step(rule, facts))
+        return events
+
+    def _thresholds_of(self, rule: Rule, signals: SignalSet) -> Mapping[str, float]:
+        if not rule.overrides:
+            return rule.thresholds
+        model = self._attributes(signals.device_id).get("model") or signals.model
+        key = (rule.name, signals.device_id, model)
+        found = self._thresholds.get(key)
+        if found is None:
+            found = self._thresholds[key] = rule.thresholds_for(model, signals.device_id)
+        return found
+
+    def _step(self, rule: Rule, facts: Facts) -> list[RuleEvent]:
+        key = (facts.signals.device_id, rule.name)
         state = self._state.get(key)
-        if holds(rule.when, signals):
+        ts = facts.signals.ts
+        if rule.schedule is not None and not rule.schedule.active(ts, facts.attributes):
+            if state is not None and not state.firing:
+                del self._state[key]
+            elif state is not None and not holds(rule.when, facts) and _cleared(rule, facts):
+                del self._state[key]
+                return [_cleared_event(rule, facts)]
+            return []
+        if holds(rule.when, facts):
             if state is None:
                 state = self._state[key] = _RuleState()
-            if state.pending_since is None:
-                state.pending_since = signals.ts
-            if not state.firing and signals.ts - state.pending_since >= rule.for_:
-                state.firing = True
-                return _alarm(rule, signals, state.pending_since)
-            return None
+            return self._holding(rule, facts, state)
         if state is None:
-            return None
+            return []
+        events: list[RuleEvent] = []
         # With a clear condition, a dip between the thresholds neither re-arms a firing rule
         # nor restarts a pending one: that is what keeps a hovering value from flapping.
-        cleared = holds(rule.clear, signals) if rule.clear is not None else True
-        if cleared:
+        if not _cleared(rule, facts):
+            if state.firing:
+                events.extend(_escalations(rule, facts, state))
+            return events
+        state.bout_since, state.counted = None, False
+        _forget_old(rule, state, ts)
+        within = rule.count.within if rule.count is not None else 0.0
+        if state.firing and ts - state.last_occurrence >= within:
             del self._state[key]
-        return None
+            events.append(_cleared_event(rule, facts))
+        elif not state.firing and not state.occurrences:
+            del self._state[key]
+        return events
+
+    def _holding(self, rule: Rule, facts: Facts, state: _RuleState) -> list[RuleEvent]:
+        ts = facts.signals.ts
+        if state.bout_since is None:
+            state.bout_since = ts
+        if not state.counted and ts - state.bout_since >= rule.for_:
+            state.counted = True
+            state.occurrences.append(state.bout_since)
+            state.last_occurrence = ts
+        _forget_old(rule, state, ts)
+        if state.firing:
+            return _escalations(rule, facts, state)
+        times = rule.count.times if rule.count is not None else 1
+        if len(state.occurrences) < times:
+            return []
+        state.firing, state.fired_at, state.since = True, ts, state.occurrences[0]
+        return [_alarm(rule, facts.signals, state.since)]
 
 
-def _alarm(rule: Rule, signals: SignalSet, since: float) -> Alarm:
+def _pack(state: _RuleState) -> list[Any]:
+    last = state.last_occurrence if math.isfinite(state.last_occurrence) else None
+    return [
+        state.bout_since,
+        state.counted,
+        list(state.occurrences),
+        last,
+        state.firing,
+        state.fired_at,
+        state.since,
+        state.escalations,
+    ]
+
+
+def _unpack(saved: list[Any]) -> _RuleState:
+    bout_since, counted, occurrences, last, firing, fired_at, since, escalations = saved
+    return _RuleState(
+        bout_since,
+        counted,
+        deque(occurrences),
+        -math.inf if last is None else last,
+        firing,
+        fired_at,
+        since,
+        escalations,
+    )
+
+
+def _cleared(rule: Rule, facts: Facts) -> bool:
+    return holds(rule.clear, facts) if rule.clear is not None else not holds(rule.when, facts)
+
+
+def _forget_old(rule: Rule, state: _RuleState, ts: float) -> None:
+    within = rule.count.within if rule.count is not None else math.inf
+    while state.occurrences and ts - state.occurrences[0] > within:
+        state.occurrences.popleft()
+    if rule.count is None and state.firing:
+        state.occurrences.clear()
+
+
+def _escalations(rule: Rule, facts: Facts, state: _RuleState) -> list[RuleEvent]:
+    events: list[RuleEvent] = []
+    while state.escalations < len(rule.escalate):
+        step = rule.escalate[state.escalations]
+        if facts.signals.ts - state.fired_at < step.after:
+            break
+        state.escalations += 1
+        events.append(_alarm(rule, facts.signals, state.since, step.severity))
+    return events
+
+
+def _cleared_event(rule: Rule, facts: Facts) -> Cleared:
+    return Cleared(facts.signals.device_id, rule.name, rule.problem, facts.signals.ts)
+
+
+def _alarm(rule: Rule, signals: SignalSet, since: float, escalated_to: str | None = None) -> Alarm:
     return Alarm(
         device_id=signals.device_id,
         rule=rule.name,
         problem=rule.problem,
-        severity=rule.severity,
+        severity=escalated_to or rule.severity,
         since=since,
         at=signals.ts,
         suggested_action=rule.suggested_action,
         actions=tuple(rule.actions),
         evidence=evidence_of(signals, since),
         predicted_failure_at=signals.predicted_failure_at,
+        escalation=escalated_to is not None,
     )
 
 

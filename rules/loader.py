@@ -8,7 +8,25 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from rules.model import Rule, RuleFile
+from rules.model import CONDITION_TAGS, Rule, RuleFile
+
+_FIXES = {
+    "extra_forbidden": "Fix: remove this key or correct its spelling (see docs/rules.md).",
+    "missing": "Fix: add this key.",
+    "literal_error": "Fix: use one of the values listed.",
+    "float_parsing": "Fix: write a number.",
+    "float_type": "Fix: write a number.",
+    "int_parsing": "Fix: write a whole number.",
+    "int_type": "Fix: write a whole number.",
+    "string_type": "Fix: write text.",
+    "string_pattern_mismatch": "Fix: use lower-case letters, digits, '_', '-' or '.'.",
+    "list_type": "Fix: write a list ('- item' lines or [a, b]).",
+    "dict_type": "Fix: write a mapping ('key: value' lines).",
+    "model_type": "Fix: write a mapping ('key: value' lines).",
+    "too_short": "Fix: give at least one entry.",
+    "greater_than": "Fix: use a larger value.",
+    "greater_than_equal": "Fix: use a larger value.",
+}
 
 
 class RuleFileError(Exception):
@@ -50,16 +68,30 @@ def load_rule_file(path: Path) -> list[Rule]:
             loc = _yaml_path(error["loc"])
             line = _line_of(document, loc)
             key = ".".join(str(p) for p in loc) or "<top>"
-            problems.append(f"{path}:{line}: key '{key}': {error['msg']}")
+            problems.append(f"{path}:{line}: key '{key}': {_explain(error)}")
         raise RuleFileError("\n".join(problems)) from exc
+
+
+def _explain(error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if "Fix:" in message:
+        return message
+    fix = _FIXES.get(str(error["type"]), "Fix: see docs/rules.md for the rule syntax.")
+    return f"{message}. {fix}"
+
+
+_UNION_MEMBERS = ("float", "str", "constrained-str", "function-after[_duration(), float]")
 
 
 def _yaml_path(loc: tuple[int | str, ...]) -> list[int | str]:
     # pydantic puts the tag of the condition node it chose into the path ('compare', or 'any'
-    # right before the 'any' key itself); neither is a step in the YAML document.
+    # right before the 'any' key itself), and the member of a union it tried ('float' …);
+    # none is a step in the YAML document.
     path: list[int | str] = []
     for part in loc:
-        if part == "compare" or (path and part in ("all", "any", "not") and path[-1] == part):
+        if part in CONDITION_TAGS or (path and part in ("all", "any", "not") and path[-1] == part):
+            continue
+        if isinstance(part, str) and part.startswith(_UNION_MEMBERS):
             continue
         path.append(part)
     return path

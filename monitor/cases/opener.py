@@ -18,6 +18,7 @@ from monitor.notify.outbox import enqueue_case_opened
 from monitor.store import Case, CaseEvent, Customer, Device
 from monitor.store.models import OPEN_CASE_STATUSES
 from rules.engine import Alarm
+from rules.model import SEVERITY_RANK
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ class CaseOpener:
     def run(self, session: Session, alarms: list[Alarm]) -> list[Case]:
         opened: list[Case] = []
         for alarm in alarms:
+            if alarm.escalation:
+                escalate(session, alarm)
+                continue
             if "open_case" not in alarm.actions:
                 continue
             case = self._open(session, alarm)
@@ -86,3 +90,28 @@ def _open_case_exists(session: Session, device_id: str, problem: str) -> bool:
         col(Case.status).in_(OPEN_CASE_STATUSES),
     )
     return session.exec(query).first() is not None
+
+
+def escalate(session: Session, alarm: Alarm) -> Case | None:
+    """Raise the open case of the alarm's device and problem to the alarm's severity."""
+    query = select(Case).where(
+        Case.device_id == alarm.device_id,
+        Case.problem == alarm.problem,
+        col(Case.status).in_(OPEN_CASE_STATUSES),
+    )
+    case = session.exec(query).first()
+    if case is None or case.id is None:
+        return None
+    if SEVERITY_RANK.get(alarm.severity, 0) <= SEVERITY_RANK.get(case.severity, 0):
+        return None
+    before, case.severity = case.severity, alarm.severity
+    session.add(case)
+    session.add(
+        CaseEvent(
+            case_id=case.id,
+            at_wall=time.time(),
+            kind="escalated",
+            detail={"rule": alarm.rule, "from": before, "to": alarm.severity, "at": alarm.at},
+        )
+    )
+    return case

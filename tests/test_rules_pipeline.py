@@ -1,0 +1,101 @@
+"""Rules inside the daemon's pipeline: attributes from the database, escalation to the case."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from sqlmodel import Session, select
+
+from monitor.config import DatabaseSettings, Settings
+from monitor.ingest import RawMessage
+from monitor.pipeline import Pipeline
+from monitor.store import Case, CaseEvent, open_database
+from monitor.store.manifest import import_manifest
+from rules.model import RuleFile
+
+START = time.time() - 86400
+
+
+def pipeline_with(url: str, tmp_path: Path, rules: list[dict[str, object]]) -> Pipeline:
+    manifest = tmp_path / "devices.csv"
+    manifest.write_text(
+        "device_id,kind,model,customer_id,language,timezone\n"
+        "berlin,water_pump,WP-200,c-de,de,Europe/Berlin\n"
+        "london,water_pump,WP-200,c-en,en,Europe/London\n"
+    )
+    engine = open_database(url)
+    import_manifest(engine, manifest)
+    settings = Settings(database=DatabaseSettings(url=url))
+    parsed = list(RuleFile.model_validate({"rules": rules}).rules)
+    return Pipeline(settings, engine, parsed, notify=False)
+
+
+def readings(device: str, values: list[float]) -> list[RawMessage]:
+    return [
+        RawMessage(
+            f"devices/{device}/telemetry",
+            json.dumps({"ts": START + i * 300, "metrics": {"pressure_bar": v}}).encode(),
+            0.0,
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+def cases(url: str) -> list[Case]:
+    with Session(open_database(url)) as session:
+        return list(session.exec(select(Case)))
+
+
+HIGH = {"signal": "value", "metric": "pressure_bar", "above": 5}
+
+
+def test_rule_on_customer_language_uses_the_device_manifest(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    rule = {
+        "name": "german-pressure",
+        "problem": "pressure",
+        "when": {"all": [HIGH, {"attribute": "customer.language", "equals": "de"}]},
+    }
+    pipeline = pipeline_with(sqlite_url, tmp_path, [rule])
+    pipeline.process(readings("berlin", [6.0]) + readings("london", [6.0]))
+    assert [c.device_id for c in cases(sqlite_url)] == ["berlin"]
+
+
+def test_persisting_condition_escalates_the_open_case(sqlite_url: str, tmp_path: Path) -> None:
+    rule = {
+        "name": "pressure-high",
+        "problem": "pressure",
+        "when": HIGH,
+        "severity": "info",
+        "escalate": [
+            {"after": "30m", "severity": "warning"},
+            {"after": "1h", "severity": "critical"},
+        ],
+    }
+    pipeline = pipeline_with(sqlite_url, tmp_path, [rule])
+    pipeline.process(readings("berlin", [6.0] * 14))
+    (case,) = cases(sqlite_url)
+    assert case.severity == "critical"
+    with Session(open_database(sqlite_url)) as session:
+        events = session.exec(select(CaseEvent).where(CaseEvent.kind == "escalated"))
+        assert [(e.detail["from"], e.detail["to"]) for e in events] == [
+            ("info", "warning"),
+            ("warning", "critical"),
+        ]
+
+
+def test_rule_progress_survives_a_restart(sqlite_url: str, tmp_path: Path) -> None:
+    rule = {"name": "pressure-high", "problem": "pressure", "when": HIGH, "for": "1h"}
+    first = pipeline_with(sqlite_url, tmp_path, [rule])
+    messages = readings("berlin", [6.0] * 14)
+    first.process(messages[:8])
+    first.checkpoint()
+    assert cases(sqlite_url) == []
+    second = pipeline_with(sqlite_url, tmp_path, [rule])
+    second.process(messages[8:])
+    (case,) = cases(sqlite_url)
+    assert case.evidence["since"] == START
+    assert case.opened_at == START + 12 * 300
