@@ -520,7 +520,8 @@ def test_publisher_delivers_every_qos1_message_and_leaves_status_offline(broker:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with lock:
-                if received == expected and len(status) == 5:
+                # Each device first says "online", then "offline": wait for the last word.
+                if received == expected and list(status.values()) == ["offline"] * 5:
                     break
             time.sleep(0.05)
         assert received == expected
