@@ -127,8 +127,8 @@ def settings_for(smtp: SmtpSink | None, **extra: object) -> NotifySettings:
 
 
 @pytest.fixture
-def engine(sqlite_url: str) -> Iterator[Engine]:
-    engine = open_database(sqlite_url)
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = open_database(database_url)
     yield engine
     engine.dispose()
 
@@ -236,6 +236,19 @@ async def test_reminders_only_when_configured(engine: Engine, smtp: SmtpSink) ->
     subjects = [str(message["Subject"]) for message in smtp.messages]
     assert len(subjects) == 3
     assert [s.startswith("Reminder:") for s in subjects] == [False, True, True]
+
+
+async def test_support_is_told_on_its_own_chat_channel(engine: Engine, hooks: HttpSink) -> None:
+    support = f"json://127.0.0.1:{hooks.url.rsplit(':', 1)[1]}/support"
+    settings = settings_for(None, support_apprise_urls=[support])
+    shop = Shop(engine, settings, Clock(BERLIN_3AM), berlin_customer(email=None))
+    case_id = shop.open_case()
+    assert await shop.deliver() == 1  # at 03:00: support has no quiet hours
+
+    [request] = hooks.requests
+    assert request.path == "/support"
+    assert request.json["title"] == f"[warning] case {case_id}: degradation on pump-1"
+    assert "sustained-deviation" in request.json["message"]
 
 
 # --- what a customer message says -----------------------------------------------------------

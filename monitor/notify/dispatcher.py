@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +70,8 @@ CHANNELS = (EMAIL, WEBHOOK, APPRISE, SUPPORT_APPRISE, DISPLAY)
 _BATCH = 20
 """Rows claimed per round; all of them are delivered concurrently."""
 _LEASE_MARGIN_S = 60.0
+_FOLLOWUPS_EVERY_S = 60.0
+"""Reminders and surveys are due in hours, not seconds: looking once a minute is enough."""
 _DB_RETRY_MAX_S = 30.0
 
 
@@ -128,6 +131,7 @@ class Dispatcher:
         self._woken = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unrecorded: list[_Outcome] = []
+        self._followups_at = -math.inf
 
     def wake(self) -> None:
         """Deliver now rather than at the next poll (new rows were committed). Thread-safe."""
@@ -166,7 +170,10 @@ class Dispatcher:
         cannot be reached for the claim; a failing channel never raises.
         """
         await self._record_unrecorded()
-        await asyncio.to_thread(self._enqueue_followups, self._clock())
+        now = self._clock()
+        if now - self._followups_at >= _FOLLOWUPS_EVERY_S:
+            await asyncio.to_thread(self._enqueue_followups, now)
+            self._followups_at = now
         sent = 0
         rows = await asyncio.to_thread(self._claim, self._clock())
         if rows:
