@@ -200,7 +200,15 @@ class Dispatcher:
 
     def _enqueue_followups(self, now: float) -> None:
         with Session(self._engine) as session:
-            if enqueue_due_followups(session, self._settings, now):
+            try:
+                added = enqueue_due_followups(session, self._settings, now)
+            except SQLAlchemyError:
+                raise
+            except Exception:
+                # A template or data error in one follow-up must not hold back deliveries.
+                log.exception("could not queue reminders or surveys; will try again")
+                return
+            if added:
                 session.commit()
 
     def _claim(self, now: float) -> list[_Claimed]:
