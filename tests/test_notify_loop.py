@@ -504,6 +504,48 @@ async def test_expired_link_is_refused(
         assert list(session.exec(select(SurveyResponse))) == []
 
 
+async def test_survey_answers_are_stored_on_the_case(
+    engine: Engine, smtp: SmtpSink, feedback_api: FeedbackApi
+) -> None:
+    case_id, _ = await first_email(engine, smtp, feedback_api, sent_at=time.time())
+    settings = feedback_api.settings.model_copy(
+        update={"smtp": SmtpSettings(port=smtp.port, timeout=2.0)}
+    )
+    shop = Shop(engine, settings, Clock(time.time()))
+    shop.move(case_id, "resolved")
+    await shop.deliver()
+    survey = text_of(smtp.messages[-1])
+    links = re.findall(r"^  (\d+): (\S+)\r?$", survey, re.MULTILINE)
+    csat, ces, nps = links[:5], links[5:12], links[12:]
+    assert [int(score) for score, _ in nps] == list(range(11))
+
+    async with httpx.AsyncClient() as client:
+        for link in (csat[4][1], ces[5][1], nps[9][1]):
+            assert (await client.get(link)).status_code == 200
+    with Session(engine) as session:
+        answers = session.exec(select(SurveyResponse).where(SurveyResponse.case_id == case_id))
+        assert sorted((a.question, a.score) for a in answers) == [
+            ("ces", 6),
+            ("csat", 5),
+            ("nps", 9),
+        ]
+
+
+async def test_unreadable_apprise_url_is_a_dead_letter_at_once(
+    engine: Engine, hooks: HttpSink
+) -> None:
+    customer = berlin_customer(channels=["apprise"], apprise_urls=["nonsense-without-scheme"])
+    settings = settings_for(None, support_webhook=WebhookSettings(url=hooks.url))
+    shop = Shop(engine, settings, Clock(BERLIN_7AM), customer)
+    shop.open_case()
+    await shop.deliver()
+    await shop.deliver()
+    [apprise_row] = [row for row in shop.rows() if row.channel == "apprise"]
+    assert (apprise_row.status, apprise_row.attempts) == ("dead", 1)
+    assert "not understood" in apprise_row.last_error
+    assert [r.json["event"] for r in hooks.requests] == ["case_opened", "dead_letter"]
+
+
 # --- dead letters ---------------------------------------------------------------------------
 
 
