@@ -49,6 +49,8 @@ def enqueue_case_opened(  # noqa: PLR0917  (the cases stage's call, positional b
     now: float,
     *,
     plot: bytes | None = None,
+    to_customer: bool = True,
+    to_support: bool = True,
 ) -> list[Outbox]:
     """Add (without committing) the outbox rows announcing a newly opened ``case``.
 
@@ -57,6 +59,7 @@ def enqueue_case_opened(  # noqa: PLR0917  (the cases stage's call, positional b
     quiet hours end; one ``webhook`` row if ``support_webhook.url`` is set and one
     ``support_apprise`` row if ``support_apprise_urls`` is, due at ``now``. ``plot`` (PNG)
     goes inline into the email. A case that already has its rows (it was reopened) gets none.
+    ``to_customer`` / ``to_support`` False leave that side out (a rule's actions).
     ``case.id`` must be set: flush the case first.
     """
     if case.id is None:
@@ -65,10 +68,11 @@ def enqueue_case_opened(  # noqa: PLR0917  (the cases stage's call, positional b
         log.info("case already announced; not again", extra={"case_id": case.id})
         return []
     rows: list[Outbox] = []
-    if customer is not None:
+    if customer is not None and to_customer:
         to = Addressee(case, case.id, device, customer)
         rows += customer_messages(to, CASE_OPENED, settings, now, plot=plot)
-    rows += _support_rows(case, case.id, device, customer, settings=settings, now=now)
+    if to_support:
+        rows += _support_rows(case, case.id, device, customer, settings=settings, now=now)
     session.add_all(rows)
     return rows
 
