@@ -118,6 +118,32 @@ class NotifySettings(_Section):
     retry_max_seconds: float = Field(default=300.0, gt=0)
     max_attempts: int = Field(default=12, ge=1)
     booking_url: str = "https://service.example.com/book"
+    support_apprise_urls: list[str] = []
+    """Apprise URLs (chat, SMS, push) on which support is told of cases and dead letters."""
+    apprise_timeout: float = Field(default=10.0, gt=0)
+    """Seconds one Apprise delivery (all of its URLs) may take."""
+    reminder_after_hours: float | None = Field(default=None, gt=0)
+    """Remind a customer who has not reacted this long after a message; unset: no reminders."""
+    max_reminders: int = Field(default=0, ge=0)
+    survey_delay_hours: float = Field(default=0.0, ge=0)
+    """How long after a case is resolved its CSAT/CES survey is sent."""
+    nps_interval_days: float = Field(default=92.0, gt=0)
+    """At most one NPS question per customer in this many days (92: once per quarter)."""
+    public_base_url: str = "http://127.0.0.1:8000"
+    """Where the API serving the feedback links is reached by customers."""
+    feedback_secret: str | None = None
+    """Signs the customer's one-click links; unset: messages carry no feedback links."""
+    feedback_link_days: float = Field(default=30.0, gt=0)
+    """How long a one-click link in a customer message stays valid."""
+    display_seconds: int = Field(default=86_400, ge=0)
+    """How long a product shows a message on its own display (0: until dismissed)."""
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("use the API's public address, such as 'https://service.example.com'")
+        return value.rstrip("/")
 
 
 class MetricsSettings(_Section):

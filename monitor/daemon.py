@@ -36,7 +36,7 @@ class Daemon:
         self.rules = load_rules(settings.rules.dir)
         self.pipeline = Pipeline(settings, self.engine, self.rules)
         self.transport = transport or make_transport(settings.mqtt)
-        self.dispatcher = Dispatcher(self.engine, settings.notify)
+        self.dispatcher = Dispatcher(self.engine, settings.notify, mqtt=settings.mqtt)
         self.watcher = RuleWatcher(settings.rules.dir, self.rules)
         self._new_rules: list[Rule] | None = None
         self._stop = asyncio.Event()

@@ -14,6 +14,11 @@ NOTIFICATIONS = Counter(
     "Notification delivery attempts by channel and outcome (sent, retry, dead).",
     ["channel", "outcome"],
 )
+DEAD_LETTERS = Counter(
+    "monitor_notifications_dead_letters",
+    "Notifications given up after their last attempt (or refused for good), by channel.",
+    ["channel"],
+)
 PROCESSING_LATENCY = Histogram(
     "monitor_processing_latency_seconds",
     "From a message's arrival at the monitor to the end of its batch's processing.",

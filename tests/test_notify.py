@@ -270,7 +270,8 @@ async def test_sent_email_moves_case_to_notified_and_records_events(
 
     case, events = case_and_events(engine, case_id)
     assert case.status == "notified"
-    assert sorted(events) == ["customer_notified", "support_notified"]
+    assert case.notified_at == T0 + 3
+    assert sorted(events) == ["customer_notified", "notified", "support_notified"]
     for row in outbox_rows(engine):
         assert (row.status, row.sent_at, row.attempts, row.last_error) == ("sent", T0 + 3, 1, "")
 

@@ -14,12 +14,21 @@ dispatcher sees it as due while it is being delivered; on PostgreSQL the claim q
 uses ``FOR UPDATE SKIP LOCKED`` so concurrent claims pass each other instead of waiting, and
 the claim's update re-checks that the row is still due, which on SQLite (one writer at a
 time) is what keeps two claims apart.
+
+Customer rows that fall due inside the customer's quiet hours (a retry after an outage, say)
+are put back until the quiet hours end, without counting an attempt. A row given up ("dead")
+is logged, counted in ``monitor_notifications_dead_letters_total`` and reported to support on
+its other channels.
+
+Every round starts by queueing the follow-ups due (reminders, surveys): see
+:mod:`monitor.notify.followups`. All of it runs on ``clock``, so a simulation can drive it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,25 +40,39 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from monitor.config import NotifySettings
-from monitor.metrics import NOTIFICATIONS, OUTBOX_PENDING
+from monitor.cases.lifecycle import transition
+from monitor.config import MqttSettings, NotifySettings
+from monitor.metrics import DEAD_LETTERS, NOTIFICATIONS, OUTBOX_PENDING
+from monitor.notify.apprise import send_apprise
+from monitor.notify.channels import (
+    APPRISE,
+    CUSTOMER_CHANNELS,
+    DISPLAY,
+    EMAIL,
+    SUPPORT_APPRISE,
+    WEBHOOK,
+)
+from monitor.notify.display import publish_display_message
 from monitor.notify.email import send_email
 from monitor.notify.errors import DeliveryError
-from monitor.notify.outbox import EMAIL, WEBHOOK
+from monitor.notify.followups import SURVEY, enqueue_due_followups
+from monitor.notify.outbox import CASE_OPENED, enqueue_dead_letter_alert
+from monitor.notify.quiet_hours import quiet_until
 from monitor.notify.retry import retry_delay
 from monitor.notify.webhook import post_webhook
 from monitor.store import Case, CaseEvent, Outbox
 
 log = logging.getLogger(__name__)
 
-CHANNELS = (EMAIL, WEBHOOK)
-"""Channels this dispatcher delivers; rows for other channels are left to whoever can."""
+CHANNELS = (EMAIL, WEBHOOK, APPRISE, SUPPORT_APPRISE, DISPLAY)
+"""Channels a dispatcher delivers (``display`` only if it was given the MQTT settings)."""
 
 _BATCH = 20
 """Rows claimed per round; all of them are delivered concurrently."""
 _LEASE_MARGIN_S = 60.0
+_FOLLOWUPS_EVERY_S = 60.0
+"""Reminders and surveys are due in hours, not seconds: looking once a minute is enough."""
 _DB_RETRY_MAX_S = 30.0
-_SENT_EVENT = {EMAIL: "customer_notified", WEBHOOK: "support_notified"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +82,7 @@ class _Claimed:
     id: int
     case_id: int
     channel: str
+    purpose: str
     recipient: str
     language: str
     payload: dict[str, Any]
@@ -70,28 +94,44 @@ class _Outcome:
     row: _Claimed
     error: DeliveryError | None  # None: delivered
 
+    @property
+    def delivered(self) -> bool:
+        return self.error is None
+
 
 class Dispatcher:
-    """Delivers due outbox rows by email and webhook, with retries, until told to stop.
+    """Delivers due outbox rows on every channel, with retries, until told to stop.
 
     ``engine`` is the monitor's database; ``settings`` the ``[notify]`` section; ``clock``
-    returns wall-clock epoch seconds and is replaceable so tests can move time forward
-    instead of sleeping through backoffs.
+    returns the monitor's time in epoch seconds (wall clock when live) and is replaceable so
+    tests and simulations move time forward instead of sleeping through backoffs and quiet
+    hours; ``mqtt`` is the broker on which messages for the products' displays are
+    published (without it, ``display`` rows wait for a dispatcher that has one).
     """
 
     def __init__(
-        self, engine: Engine, settings: NotifySettings, clock: Callable[[], float] = time.time
+        self,
+        engine: Engine,
+        settings: NotifySettings,
+        clock: Callable[[], float] = time.time,
+        *,
+        mqtt: MqttSettings | None = None,
     ) -> None:
         self._engine = engine
         self._settings = settings
         self._clock = clock
-        longest = max(settings.smtp.timeout, settings.support_webhook.timeout)
+        self._mqtt = mqtt
+        self._channels = tuple(c for c in CHANNELS if c != DISPLAY or mqtt is not None)
+        longest = max(
+            settings.smtp.timeout, settings.support_webhook.timeout, settings.apprise_timeout
+        )
         # aiosmtplib's timeout is per SMTP command; bound one whole delivery as well.
         self._deadline_s = 3 * longest
         self._lease_s = self._deadline_s + _LEASE_MARGIN_S
         self._woken = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unrecorded: list[_Outcome] = []
+        self._followups_at = -math.inf
 
     def wake(self) -> None:
         """Deliver now rather than at the next poll (new rows were committed). Thread-safe."""
@@ -130,13 +170,19 @@ class Dispatcher:
         cannot be reached for the claim; a failing channel never raises.
         """
         await self._record_unrecorded()
+        now = self._clock()
+        if now - self._followups_at >= _FOLLOWUPS_EVERY_S:
+            await asyncio.to_thread(self._enqueue_followups, now)
+            self._followups_at = now
         sent = 0
         rows = await asyncio.to_thread(self._claim, self._clock())
         if rows:
             async with httpx.AsyncClient() as client:
                 while rows:
                     outcomes = await asyncio.gather(*(self._deliver(client, r) for r in rows))
-                    sent += sum(1 for outcome in outcomes if outcome.error is None)
+                    sent += sum(
+                        1 for outcome in outcomes if outcome is not None and outcome.delivered
+                    )
                     # Only a full batch can have left due rows behind; stopping at a partial
                     # one keeps a fast-failing row from being retried within one round.
                     more = len(rows) == _BATCH
@@ -152,13 +198,26 @@ class Dispatcher:
         await asyncio.gather(*pending, return_exceptions=True)
         self._woken.clear()
 
+    def _enqueue_followups(self, now: float) -> None:
+        with Session(self._engine) as session:
+            try:
+                added = enqueue_due_followups(session, self._settings, now)
+            except SQLAlchemyError:
+                raise
+            except Exception:
+                # A template or data error in one follow-up must not hold back deliveries.
+                log.exception("could not queue reminders or surveys; will try again")
+                return
+            if added:
+                session.commit()
+
     def _claim(self, now: float) -> list[_Claimed]:
         due = (
             select(Outbox.id)
             .where(
                 col(Outbox.status) == "pending",
                 col(Outbox.next_attempt_at) <= now,
-                col(Outbox.channel).in_(CHANNELS),
+                col(Outbox.channel).in_(self._channels),
             )
             .order_by(col(Outbox.next_attempt_at), col(Outbox.id))
             .limit(_BATCH)
@@ -185,7 +244,13 @@ class Dispatcher:
             session.commit()
             return [_detach(row) for row in rows]
 
-    async def _deliver(self, client: httpx.AsyncClient, row: _Claimed) -> _Outcome:
+    async def _deliver(self, client: httpx.AsyncClient, row: _Claimed) -> _Outcome | None:
+        """Send ``row`` and record the outcome; None if it was held back for quiet hours."""
+        quiet = row.payload.get("quiet")
+        wake = quiet and quiet_until(quiet["hours"], quiet["timezone"], self._clock())
+        if wake:
+            await asyncio.to_thread(self._defer, row, wake)
+            return None
         outcome = _Outcome(row, await self._send(client, row))
         try:
             await asyncio.to_thread(self._record, outcome)
@@ -200,14 +265,7 @@ class Dispatcher:
     async def _send(self, client: httpx.AsyncClient, row: _Claimed) -> DeliveryError | None:
         try:
             async with asyncio.timeout(self._deadline_s):
-                if row.channel == EMAIL:
-                    await send_email(
-                        self._settings.smtp, row.recipient, row.payload, row.language, self._clock()
-                    )
-                else:
-                    await post_webhook(
-                        client, self._settings.support_webhook, row.recipient, row.id, row.payload
-                    )
+                await self._send_on_channel(client, row)
         except DeliveryError as exc:
             return exc
         except TimeoutError:
@@ -217,6 +275,35 @@ class Dispatcher:
             log.exception("unexpected delivery error", extra={"outbox_id": row.id})
             return DeliveryError(f"unexpected error: {exc!r}")
         return None
+
+    async def _send_on_channel(self, client: httpx.AsyncClient, row: _Claimed) -> None:
+        settings = self._settings
+        if row.channel == EMAIL:
+            await send_email(settings.smtp, row.recipient, row.payload, row.language, self._clock())
+        elif row.channel == WEBHOOK:
+            await post_webhook(client, settings.support_webhook, row.recipient, row.id, row.payload)
+        elif row.channel == APPRISE:
+            await send_apprise(row.recipient.split(), row.payload, settings.apprise_timeout)
+        elif row.channel == SUPPORT_APPRISE:
+            await send_apprise(settings.support_apprise_urls, row.payload, settings.apprise_timeout)
+        elif row.channel == DISPLAY and self._mqtt is not None:
+            command = {k: v for k, v in row.payload.items() if k != "quiet"}
+            await publish_display_message(self._mqtt, row.recipient, row.id, command)
+        else:
+            raise DeliveryError(f"no way to deliver on channel {row.channel!r}", permanent=True)
+
+    def _defer(self, row: _Claimed, until: float) -> None:
+        with Session(self._engine) as session:
+            session.exec(
+                update(Outbox)
+                .where(col(Outbox.id) == row.id, col(Outbox.status) == "pending")
+                .values(next_attempt_at=until)
+            )
+            session.commit()
+        log.info(
+            "notification held until the customer's quiet hours end",
+            extra={"outbox_id": row.id, "case_id": row.case_id, "until": until},
+        )
 
     async def _record_unrecorded(self) -> None:
         pending, self._unrecorded = self._unrecorded, []
@@ -244,25 +331,18 @@ class Dispatcher:
             if marked.rowcount == 0:
                 log.warning("outbox row was already settled", extra={"outbox_id": row.id})
                 return
+            detail = {
+                "outbox_id": row.id,
+                "channel": row.channel,
+                "purpose": row.purpose,
+                "recipient": _shown_recipient(row),
+                "attempts": row.attempts + 1,
+            }
             session.add(
-                CaseEvent(
-                    case_id=row.case_id,
-                    at_wall=now,
-                    kind=_SENT_EVENT[row.channel],
-                    detail={
-                        "outbox_id": row.id,
-                        "channel": row.channel,
-                        "recipient": row.recipient,
-                        "attempts": row.attempts + 1,
-                    },
-                )
+                CaseEvent(case_id=row.case_id, at_wall=now, kind=_sent_event(row), detail=detail)
             )
-            if row.channel == EMAIL:
-                session.exec(
-                    update(Case)
-                    .where(col(Case.id) == row.case_id, col(Case.status) == "open")
-                    .values(status="notified")
-                )
+            if row.channel in CUSTOMER_CHANNELS and row.purpose == CASE_OPENED:
+                self._first_response(session, row.case_id, now, detail)
             session.commit()
         NOTIFICATIONS.labels(row.channel, "sent").inc()
         log.info(
@@ -275,6 +355,18 @@ class Dispatcher:
             },
         )
 
+    @staticmethod
+    def _first_response(session: Session, case_id: int, now: float, detail: dict[str, Any]) -> None:
+        """The customer has been told: stamp the first response and move the case on."""
+        case = session.get(Case, case_id)
+        if case is None:
+            return
+        if case.notified_at is None:
+            case.notified_at = now
+            session.add(case)
+        if case.status == "open":
+            transition(session, case, "notified", actor="monitor", at=now, detail=detail)
+
     def _record_failure(self, row: _Claimed, error: DeliveryError) -> None:
         now = self._clock()
         attempts = row.attempts + 1
@@ -282,8 +374,9 @@ class Dispatcher:
         delay = retry_delay(
             attempts, self._settings.retry_base_seconds, self._settings.retry_max_seconds, row.id
         )
+        alerts = 0
         with Session(self._engine) as session:
-            session.exec(
+            marked = session.exec(
                 update(Outbox)
                 .where(col(Outbox.id) == row.id, col(Outbox.status) == "pending")
                 .values(
@@ -293,34 +386,48 @@ class Dispatcher:
                     next_attempt_at=now if dead else now + delay,
                 )
             )
-            if dead:
-                session.add(
-                    CaseEvent(
-                        case_id=row.case_id,
-                        at_wall=now,
-                        kind="notification_failed",
-                        detail={
-                            "outbox_id": row.id,
-                            "channel": row.channel,
-                            "recipient": row.recipient,
-                            "attempts": attempts,
-                            "error": str(error)[:1000],
-                        },
-                    )
-                )
+            if dead and marked.rowcount:
+                alerts = self._bury(session, row, attempts, error, now)
             session.commit()
         NOTIFICATIONS.labels(row.channel, "dead" if dead else "retry").inc()
         fields = {
             "outbox_id": row.id,
             "case_id": row.case_id,
             "channel": row.channel,
+            "purpose": row.purpose,
             "attempts": attempts,
             "error": str(error),
         }
         if dead:
-            log.error("notification given up", extra=fields)
+            DEAD_LETTERS.labels(row.channel).inc()
+            log.error("dead letter: notification given up", extra={**fields, "alerts": alerts})
+            if alerts:
+                self.wake()
         else:
             log.warning("notification failed; will retry", extra={**fields, "retry_in_s": delay})
+
+    def _bury(
+        self, session: Session, row: _Claimed, attempts: int, error: DeliveryError, now: float
+    ) -> int:
+        """Record the dead letter on its case and queue support's alerts; returns how many."""
+        session.add(
+            CaseEvent(
+                case_id=row.case_id,
+                at_wall=now,
+                kind="notification_failed",
+                detail={
+                    "outbox_id": row.id,
+                    "channel": row.channel,
+                    "purpose": row.purpose,
+                    "recipient": _shown_recipient(row),
+                    "attempts": attempts,
+                    "error": str(error)[:1000],
+                },
+            )
+        )
+        dead = session.get(Outbox, row.id)
+        assert dead is not None
+        return len(enqueue_dead_letter_alert(session, dead, self._settings, now))
 
     def _count_pending(self) -> None:
         with Session(self._engine) as session:
@@ -330,12 +437,24 @@ class Dispatcher:
         OUTBOX_PENDING.set(count)
 
 
+def _sent_event(row: _Claimed) -> str:
+    if row.channel not in CUSTOMER_CHANNELS:
+        return "support_notified"
+    return "survey_delivered" if row.purpose == SURVEY else "customer_notified"
+
+
+def _shown_recipient(row: _Claimed) -> str:
+    """The recipient as it may be stored in an event: Apprise URLs carry credentials."""
+    return "apprise" if row.channel in (APPRISE, SUPPORT_APPRISE) else row.recipient
+
+
 def _detach(row: Outbox) -> _Claimed:
     assert row.id is not None
     return _Claimed(
         id=row.id,
         case_id=row.case_id,
         channel=row.channel,
+        purpose=row.purpose,
         recipient=row.recipient,
         language=row.language,
         payload=dict(row.payload),

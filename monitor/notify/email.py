@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.utils import formatdate
 from typing import Any
 
@@ -29,9 +30,25 @@ def build_message(
         message["X-Monitor-Case"] = str(payload["case_id"])
     message.set_content(payload["text"])
     message.add_alternative(payload["html"], subtype="html")
+    if "plot_png_base64" in payload:
+        _attach_inline_plot(message, payload["plot_png_base64"], payload["plot_cid"])
     # After the body: set_content() drops every Content-* header set before it.
     message["Content-Language"] = language
     return message
+
+
+def _attach_inline_plot(message: EmailMessage, png_base64: str, cid: str) -> None:
+    """Put the PNG next to the HTML (multipart/related), where ``<img src="cid:…">`` finds it."""
+    html = message.get_body(preferencelist=("html",))
+    assert isinstance(html, MIMEPart)
+    html.add_related(
+        base64.b64decode(png_base64),
+        maintype="image",
+        subtype="png",
+        cid=f"<{cid}>",
+        filename="evidence.png",
+        disposition="inline",
+    )
 
 
 async def send_email(

@@ -1,31 +1,42 @@
 """Queueing notifications in the outbox, in the same transaction that opens the case.
 
-Messages are rendered here, at enqueue time, so that what is delivered (perhaps hours later,
-after an SMTP outage) is exactly what the case looked like when it was opened, and so that a
-template error surfaces while the case is opened rather than in the dispatcher's retry loop.
+One message per problem: a case is announced once per channel (the outbox's unique key on
+case, channel and purpose makes it a database fact, and a case that is reopened keeps its
+rows, so it is not announced again). Reminders, when configured, are their own purposes
+(``reminder_1``, ``reminder_2`` …), queued by
+:func:`monitor.notify.followups.enqueue_due_reminders`.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from monitor.config import NotifySettings
-from monitor.notify.render import render_email
+from monitor.notify.channels import (
+    APPRISE,
+    DISPLAY,
+    EMAIL,
+    SUPPORT_APPRISE,
+    WEBHOOK,
+    customer_channels,
+)
+from monitor.notify.knowledge import self_help
+from monitor.notify.messages import URGENT_SEVERITIES, Addressee, customer_row, link_maker
+from monitor.notify.quiet_hours import customer_zone
+from monitor.notify.render import render_short
 from monitor.store import Case, Customer, Device, Outbox
 
 log = logging.getLogger(__name__)
 
 CASE_OPENED = "case_opened"
-EMAIL = "email"
-WEBHOOK = "webhook"
+DEAD_LETTER = "dead_letter"
 
-_URGENT_SEVERITIES = frozenset({"critical"})
+__all__ = ["APPRISE", "CASE_OPENED", "DISPLAY", "EMAIL", "WEBHOOK", "enqueue_case_opened"]
+
 _DAY_S = 86400.0
 
 
@@ -36,27 +47,81 @@ def enqueue_case_opened(  # noqa: PLR0917  (the cases stage's call, positional b
     customer: Customer | None,
     settings: NotifySettings,
     now: float,
+    *,
+    plot: bytes | None = None,
+    to_customer: bool = True,
+    to_support: bool = True,
 ) -> list[Outbox]:
     """Add (without committing) the outbox rows announcing a newly opened ``case``.
 
-    One ``email`` row for the customer, if there is a customer whose chosen channel is email
-    and who has an address; one ``webhook`` row for support, if ``support_webhook.url`` is
-    set. Both are due at ``now`` (wall clock). ``case.id`` must be set: flush the case first.
+    One row per channel the customer chose and can be reached on (email, apprise, display;
+    see :func:`~monitor.notify.channels.customer_channels`), due at ``now`` or when their
+    quiet hours end; one ``webhook`` row if ``support_webhook.url`` is set and one
+    ``support_apprise`` row if ``support_apprise_urls`` is, due at ``now``. ``plot`` (PNG)
+    goes inline into the email. A case that already has its rows (it was reopened) gets none.
+    ``to_customer`` / ``to_support`` False leave that side out (a rule's actions).
+    ``case.id`` must be set: flush the case first.
     """
     if case.id is None:
         raise ValueError("case has no id yet: flush the session before enqueueing its messages")
+    if _already_queued(session, case.id, CASE_OPENED):
+        log.info("case already announced; not again", extra={"case_id": case.id})
+        return []
     rows: list[Outbox] = []
-    if customer is not None and customer.email and customer.channel == EMAIL:
-        rows.append(_email_row(case, case.id, device, customer, settings=settings, now=now))
-    elif customer is not None:
-        log.info(
-            "customer not emailed: no address or another channel chosen",
-            extra={"case_id": case.id, "customer_id": customer.id, "channel": customer.channel},
-        )
-    if settings.support_webhook.url:
-        rows.append(_webhook_row(case, case.id, device, customer, settings=settings, now=now))
+    if customer is not None and to_customer:
+        to = Addressee(case, case.id, device, customer)
+        rows += customer_messages(to, CASE_OPENED, settings, now, plot=plot)
+    if to_support:
+        rows += _support_rows(case, case.id, device, customer, settings=settings, now=now)
     session.add_all(rows)
     return rows
+
+
+def customer_messages(
+    to: Addressee,
+    purpose: str,
+    settings: NotifySettings,
+    now: float,
+    *,
+    plot: bytes | None = None,
+) -> list[Outbox]:
+    """The rows telling ``to`` about their case (``case_opened`` or ``reminder_<n>``)."""
+    channels = customer_channels(to.customer)
+    if not channels:
+        log.info(
+            "customer not told: no channel with an address",
+            extra={"case_id": to.case_id, "customer_id": to.customer.id},
+        )
+    context = case_message_context(to, settings, now, reminder=purpose != CASE_OPENED)
+    return [
+        customer_row(channel, purpose, to, context=context, settings=settings, now=now, plot=plot)
+        for channel in channels
+    ]
+
+
+def case_message_context(
+    to: Addressee, settings: NotifySettings, now: float, *, reminder: bool = False
+) -> dict[str, Any]:
+    """What the customer templates say about a case: the problem, the forecast, what the
+    customer can do now (the self-help tip), and the visit and "was this helpful?" links."""
+    case, device, customer = to.case, to.device, to.customer
+    days_left, predicted_date = _forecast(case, customer.timezone)
+    links = link_maker(to, settings, now)
+    return {
+        "customer_name": customer.name,
+        "kind": device.kind,
+        "model": device.model,
+        "problem_name": case.problem,
+        "urgent": case.severity in URGENT_SEVERITIES,
+        "case_id": to.case_id,
+        "booking_link": links.visit() or booking_link(settings.booking_url, to.case_id),
+        "days_left": days_left,
+        "predicted_date": predicted_date,
+        "tip": self_help(case.problem, device.kind, customer.language),
+        "helpful_yes": links.answer("helpful", 1),
+        "helpful_no": links.answer("helpful", 0),
+        "reminder": reminder,
+    }
 
 
 def booking_link(booking_url: str, case_id: int) -> str:
@@ -65,75 +130,50 @@ def booking_link(booking_url: str, case_id: int) -> str:
     return f"{booking_url}{separator}case={case_id}"
 
 
-def _email_row(
-    case: Case,
-    case_id: int,
-    device: Device,
-    customer: Customer,
-    *,
-    settings: NotifySettings,
-    now: float,
-) -> Outbox:
-    assert customer.email is not None
-    days_left, predicted_date = _forecast(case, customer.timezone)
-    rendered = render_email(
-        CASE_OPENED,
-        customer.language,
-        {
-            "customer_name": customer.name,
-            "kind": device.kind,
-            "model": device.model,
-            "problem_name": case.problem,
-            "urgent": case.severity in _URGENT_SEVERITIES,
-            "case_id": case_id,
-            "booking_link": booking_link(settings.booking_url, case_id),
-            "days_left": days_left,
-            "predicted_date": predicted_date,
-        },
-    )
-    domain = settings.smtp.sender.rpartition("@")[2] or "localhost"
-    payload = {
-        "subject": rendered.subject,
-        "text": rendered.text,
-        "html": rendered.html,
-        # Fixed now and reused on every attempt, so a duplicate delivery is recognisable. The
-        # random part keeps a fresh database's case 1 from reusing another database's ID,
-        # which mail providers would drop as a duplicate.
-        "message_id": f"<case-{case_id}.{CASE_OPENED}.{secrets.token_hex(6)}@{domain}>",
-        "case_id": case_id,
+def enqueue_dead_letter_alert(
+    session: Session, dead: Outbox, settings: NotifySettings, now: float
+) -> list[Outbox]:
+    """Add the rows telling support that ``dead`` was given up, on every support channel
+    but its own (a dead alert about a dead alert is only logged, so failures cannot loop)."""
+    if dead.id is None or dead.purpose.startswith(DEAD_LETTER):
+        return []
+    purpose = f"{DEAD_LETTER}_{dead.id}"
+    fact = {
+        "event": DEAD_LETTER,
+        "outbox_id": dead.id,
+        "case_id": dead.case_id,
+        "channel": dead.channel,
+        "purpose": dead.purpose,
+        "attempts": dead.attempts,
+        "error": dead.last_error,
     }
-    return Outbox(
-        case_id=case_id,
-        channel=EMAIL,
-        purpose=CASE_OPENED,
-        recipient=customer.email,
-        language=rendered.language,
-        payload=payload,
-        next_attempt_at=now,
-        created_wall=now,
-    )
-
-
-def _webhook_row(
-    case: Case,
-    case_id: int,
-    device: Device,
-    customer: Customer | None,
-    *,
-    settings: NotifySettings,
-    now: float,
-) -> Outbox:
-    assert settings.support_webhook.url is not None
-    return Outbox(
-        case_id=case_id,
-        channel=WEBHOOK,
-        purpose=CASE_OPENED,
-        recipient=settings.support_webhook.url,
-        language="en",
-        payload=webhook_body(case, case_id, device, customer, settings),
-        next_attempt_at=now,
-        created_wall=now,
-    )
+    rows: list[Outbox] = []
+    if settings.support_webhook.url and dead.channel != WEBHOOK:
+        rows.append(
+            _support_row(
+                WEBHOOK,
+                purpose,
+                dead.case_id,
+                recipient=settings.support_webhook.url,
+                payload=fact,
+                now=now,
+            )
+        )
+    if settings.support_apprise_urls and dead.channel != SUPPORT_APPRISE:
+        rendered = render_short("support", DEAD_LETTER, "en", fact)
+        message = {"title": rendered.title, "body": rendered.body}
+        rows.append(
+            _support_row(
+                SUPPORT_APPRISE,
+                purpose,
+                dead.case_id,
+                recipient="support",
+                payload=message,
+                now=now,
+            )
+        )
+    session.add_all(rows)
+    return rows
 
 
 def webhook_body(
@@ -167,16 +207,72 @@ def webhook_body(
     }
 
 
+def _already_queued(session: Session, case_id: int, purpose: str) -> bool:
+    query = select(Outbox.id).where(col(Outbox.case_id) == case_id, col(Outbox.purpose) == purpose)
+    return session.exec(query.limit(1)).first() is not None
+
+
+def _support_rows(
+    case: Case,
+    case_id: int,
+    device: Device,
+    customer: Customer | None,
+    *,
+    settings: NotifySettings,
+    now: float,
+) -> list[Outbox]:
+    body = webhook_body(case, case_id, device, customer, settings)
+    rows: list[Outbox] = []
+    if settings.support_webhook.url:
+        rows.append(
+            _support_row(
+                WEBHOOK,
+                CASE_OPENED,
+                case_id,
+                recipient=settings.support_webhook.url,
+                payload=body,
+                now=now,
+            )
+        )
+    if settings.support_apprise_urls:
+        rendered = render_short("support", CASE_OPENED, "en", {**body, "kind": device.kind})
+        message = {"title": rendered.title, "body": rendered.body}
+        # The URLs are read from the settings when sending: they hold credentials.
+        rows.append(
+            _support_row(
+                SUPPORT_APPRISE, CASE_OPENED, case_id, recipient="support", payload=message, now=now
+            )
+        )
+    return rows
+
+
+def _support_row(
+    channel: str,
+    purpose: str,
+    case_id: int,
+    *,
+    recipient: str,
+    payload: dict[str, Any],
+    now: float,
+) -> Outbox:
+    return Outbox(
+        case_id=case_id,
+        channel=channel,
+        purpose=purpose,
+        recipient=recipient,
+        language="en",
+        payload=payload,
+        next_attempt_at=now,
+        created_wall=now,
+    )
+
+
 def _forecast(case: Case, timezone: str) -> tuple[int | None, str | None]:
     """Days until the predicted failure and its local date, if a failure is predicted."""
     if case.predicted_failure_at is None or case.predicted_failure_at <= case.opened_at:
         return None, None
     days = max(1, round((case.predicted_failure_at - case.opened_at) / _DAY_S))
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
-    when = datetime.fromtimestamp(case.predicted_failure_at, tz=zone)
+    when = datetime.fromtimestamp(case.predicted_failure_at, tz=customer_zone(timezone))
     return days, when.date().isoformat()
 
 

@@ -1,7 +1,10 @@
 """Rendering customer messages from the Jinja2 templates in ``templates/``, per language.
 
 Templates are named ``<channel>/<purpose>.<language>.<part>``; a language without its own
-templates falls back to English, so a new language is three new files and nothing else.
+templates falls back to English, so a new language is a few new files and nothing else.
+Email has three parts (subject, text, HTML); the short channels (``apprise`` for SMS, chat and
+push, ``display`` for the product's own screen) have one file that sets ``title`` and
+``body``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,16 @@ LANGUAGES = ("en", "de", "ja")
 """Languages with their own templates; anything else is answered in English."""
 
 FALLBACK_LANGUAGE = "en"
+
+_OPTIONAL: dict[str, Any] = {
+    "reminder": False,
+    "tip": "",
+    "helpful_yes": None,
+    "helpful_no": None,
+    "plot_cid": None,
+    "nps_links": [],
+}
+"""Context the templates can do without; everything else must be given (StrictUndefined)."""
 
 _ENVIRONMENT = Environment(
     loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
@@ -50,7 +63,7 @@ def render_email(purpose: str, language: str | None, context: dict[str, Any]) ->
     """
     lang = template_language(language)
     stem = f"email/{purpose}.{lang}"
-    context = {**context, "language": lang}
+    context = {**_OPTIONAL, **context, "language": lang}
     subject = _ENVIRONMENT.get_template(f"{stem}.subject.txt").render(context)
     return RenderedEmail(
         language=lang,
@@ -60,3 +73,24 @@ def render_email(purpose: str, language: str | None, context: dict[str, Any]) ->
         text=_ENVIRONMENT.get_template(f"{stem}.txt").render(context).strip() + "\n",
         html=_ENVIRONMENT.get_template(f"{stem}.html").render(context).strip() + "\n",
     )
+
+
+@dataclass(frozen=True)
+class RenderedShort:
+    """A title and a plain-text body for a short channel, in the language rendered."""
+
+    language: str
+    title: str
+    body: str
+
+
+def render_short(
+    channel: str, purpose: str, language: str | None, context: dict[str, Any]
+) -> RenderedShort:
+    """Render ``<channel>/<purpose>.<lang>.txt`` and return the ``title`` and ``body`` it sets."""
+    lang = template_language(language)
+    template = _ENVIRONMENT.get_template(f"{channel}/{purpose}.{lang}.txt")
+    module = template.make_module({**_OPTIONAL, **context, "language": lang})
+    exported = module.__dict__  # the values the template set at its top level
+    title, body = str(exported["title"]), str(exported["body"])
+    return RenderedShort(language=lang, title=" ".join(title.split()), body=body.strip() + "\n")

@@ -44,6 +44,14 @@ class Customer(SQLModel, table=True):
     language: str = "en"
     channel: str = "email"
     timezone: str = "UTC"
+    channels: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    """Channels the customer chose ("email", "apprise", "display"); empty: just ``channel``."""
+    apprise_urls: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    """Apprise URLs (SMS, chat, push) for the "apprise" channel."""
+    quiet_hours: str = ""
+    """Local hours without messages, such as "22:00-07:00"; only critical problems break it."""
+    nps_asked_at: float | None = None
+    """When the customer was last asked the NPS question (monitor clock)."""
 
 
 class Device(SQLModel, table=True):
