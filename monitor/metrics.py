@@ -51,3 +51,8 @@ BATCH_SIZE = Histogram(
 DEVICES = Gauge("monitor_devices", "Devices with detector state in this process.")
 OUTBOX_PENDING = Gauge("monitor_outbox_pending", "Notifications waiting for delivery.")
 BROKER_CONNECTED = Gauge("monitor_broker_connected", "1 while connected to the MQTT broker.")
+SUPPRESSED = Counter(
+    "monitor_suppressed",
+    "Alarms noise control kept from opening a case, by reason (the stage that did).",
+    ["reason"],
+)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from monitor.cases import CaseOpener
+from monitor.cases.noise import NoiseControl, count_suppressed
 from monitor.config import Settings
 from monitor.detect import DetectStage, SignalSet
 from monitor.ingest import Admission, Admitted, Decoder, RawMessage
@@ -78,6 +79,7 @@ class Pipeline:
         self.admission = Admission(load_known_devices(engine), settings.ingest.require_registration)
         self.detect = DetectStage(settings.detect)
         self.rules = RuleEngine(rules)
+        self.noise = NoiseControl(settings.noise, lambda: self.rules.rules)
         self.cases = CaseOpener(settings.notify, enqueue=notify)
         self._touched: set[str] = set()
         self._last_checkpoint = time.monotonic()
@@ -90,6 +92,7 @@ class Pipeline:
         admitted = self.admission.run(decoded)
         signals = self.detect.run(admitted.telemetry)
         alarms = self.rules.run(signals)
+        self.noise.observe(signals)
         return BatchWork(messages, admitted, signals, alarms)
 
     def commit(self, work: BatchWork) -> list[OpenedCase]:
@@ -97,7 +100,8 @@ class Pipeline:
         now = time.time()
         with Session(self._engine) as session:
             record_admission(session, work.admitted, now)
-            cases = self.cases.run(session, work.alarms)
+            alarms, suppressed = self.noise.run(session, work.alarms, work.signals)
+            cases = self.cases.run(session, alarms)
             opened = [
                 OpenedCase(c.id or 0, c.device_id, c.problem, c.rule, c.opened_at) for c in cases
             ]
@@ -105,6 +109,7 @@ class Pipeline:
         # Counted and logged only once committed: a commit retried after a database outage
         # must not count the same batch twice.
         count_and_log(work.admitted)
+        count_suppressed(suppressed)
         for case in opened:
             CASES_OPENED.inc()
             log.info(
