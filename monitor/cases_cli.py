@@ -95,6 +95,20 @@ def show(case_id: CaseId, config: ConfigOption = None) -> None:
         _print_json(case_with_history(session, _case(session, case_id)))
 
 
+@contextmanager
+def _editing(config: Path | None, case_id: int) -> Iterator[tuple[Session, Case]]:
+    """The case, in a session committed on success; a refused move exits with its reason."""
+    with _session(config) as session:
+        case = _case(session, case_id)
+        try:
+            yield session, case
+        except TransitionError as exc:
+            err.print(f"[red]refused[/red]: {exc}")
+            raise typer.Exit(1) from exc
+        session.commit()
+        session.refresh(case)
+
+
 def _action(action: str, summary: str) -> Callable[..., None]:
     def command(
         case_id: CaseId,
@@ -102,16 +116,10 @@ def _action(action: str, summary: str) -> Callable[..., None]:
         comment: Annotated[str, typer.Option(help="Why, for the history.")] = "",
         config: ConfigOption = None,
     ) -> None:
-        with _session(config) as session:
-            case = _case(session, case_id)
-            detail = {"comment": comment} if comment else {}
-            try:
-                act(session, case, action, actor=actor or _me(), at=time.time(), detail=detail)
-            except TransitionError as exc:
-                err.print(f"[red]refused[/red]: {exc}")
-                raise typer.Exit(1) from exc
-            session.commit()
-            typer.echo(f"case {case_id} is now {case.status}")
+        detail = {"comment": comment} if comment else {}
+        with _editing(config, case_id) as (session, case):
+            act(session, case, action, actor=actor or _me(), at=time.time(), detail=detail)
+        typer.echo(f"case {case_id} is now {case.status}")
 
     command.__doc__ = summary
     return command
@@ -124,23 +132,10 @@ def schedule_visit(
     config: ConfigOption = None,
 ) -> None:
     """Record the technician's visit date; the case becomes visit_scheduled."""
-    visit = _when(at)
-    with _session(config) as session:
-        case = _case(session, case_id)
-        try:
-            act(
-                session,
-                case,
-                "schedule-visit",
-                actor=actor or _me(),
-                at=time.time(),
-                detail={"visit_at": visit},
-            )
-        except TransitionError as exc:
-            err.print(f"[red]refused[/red]: {exc}")
-            raise typer.Exit(1) from exc
-        session.commit()
-        typer.echo(f"case {case_id} visit scheduled for {at}")
+    detail = {"visit_at": _when(at)}
+    with _editing(config, case_id) as (session, case):
+        act(session, case, "schedule-visit", actor=actor or _me(), at=time.time(), detail=detail)
+    typer.echo(f"case {case_id} visit scheduled for {at}")
 
 
 def note(
@@ -150,13 +145,8 @@ def note(
     config: ConfigOption = None,
 ) -> None:
     """Add a note to a case's history."""
-    with _session(config) as session:
-        try:
-            add_note(session, _case(session, case_id), text, actor=actor or _me(), at=time.time())
-        except TransitionError as exc:
-            err.print(f"[red]refused[/red]: {exc}")
-            raise typer.Exit(1) from exc
-        session.commit()
+    with _editing(config, case_id) as (session, case):
+        add_note(session, case, text, actor=actor or _me(), at=time.time())
     typer.echo(f"note added to case {case_id}")
 
 
@@ -167,9 +157,8 @@ def assign_case(
     config: ConfigOption = None,
 ) -> None:
     """Give a case to someone."""
-    with _session(config) as session:
-        assign(session, _case(session, case_id), assignee, actor=actor or _me(), at=time.time())
-        session.commit()
+    with _editing(config, case_id) as (session, case):
+        assign(session, case, assignee, actor=actor or _me(), at=time.time())
     typer.echo(f"case {case_id} assigned to {assignee or 'nobody'}")
 
 
