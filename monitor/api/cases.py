@@ -72,6 +72,7 @@ def post_note(case_id: int, note: Note, session: SessionDep) -> dict[str, Any]:
     case = case_or_404(session, case_id)
     event = add_note(session, case, note.text, actor=note.actor, at=time.time())
     session.commit()
+    session.refresh(event)
     return event.model_dump()
 
 
@@ -80,6 +81,7 @@ def post_assign(case_id: int, body: Assignment, session: SessionDep) -> dict[str
     case = case_or_404(session, case_id)
     assign(session, case, body.assignee, actor=body.actor, at=time.time())
     session.commit()
+    session.refresh(case)
     return case_with_history(session, case)
 
 
@@ -96,6 +98,7 @@ def post_action(case_id: int, action: str, body: Actor, session: SessionDep) -> 
     except TransitionError as exc:
         raise HTTPException(409, str(exc)) from exc
     session.commit()
+    session.refresh(case)
     return case_with_history(session, case)
 
 

@@ -61,6 +61,7 @@ def post_silence(body: NewSilence, session: SessionDep) -> dict[str, Any]:
     except SilenceError as exc:
         raise HTTPException(422, str(exc)) from exc
     session.commit()
+    session.refresh(silence)
     return silence.model_dump()
 
 
@@ -71,6 +72,7 @@ def post_expire(silence_id: int, session: SessionDep) -> dict[str, Any]:
     except SilenceError as exc:
         raise HTTPException(404, str(exc)) from exc
     session.commit()
+    session.refresh(silence)
     return silence.model_dump()
 
 
@@ -121,4 +123,5 @@ def post_incident(incident_id: int, body: IncidentUpdate, session: SessionDep) -
         incident.resolved_by = body.actor
     session.add(incident)
     session.commit()
+    session.refresh(incident)
     return incident.model_dump()
