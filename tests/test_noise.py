@@ -228,6 +228,16 @@ def test_many_devices_of_a_model_deviating_together_open_one_fleet_incident(
     assert (incident.model, incident.problem, incident.status) == ("HX-1", "overheating", "open")
     assert incident.devices == [f"d{i}" for i in range(6)]
     assert incident.active_devices == 8
+    # Acknowledged by engineering, the incident still takes in the model's next hot device.
+    with Session(open_database(sqlite_url)) as session:
+        session.exec(select(FleetIncident)).one().status = "acknowledged"
+        session.commit()
+    noise.observe([reading("d6", 70.0, at=T0 + 60)])
+    cases, reasons = run(sqlite_url, [alarm("d6", at=T0 + 60)], noise=noise)
+    assert (cases, reasons) == ([], ["fleet_incident"])
+    with Session(open_database(sqlite_url)) as session:
+        [incident] = session.exec(select(FleetIncident)).all()
+    assert incident.devices[-1] == "d6"
 
 
 def test_one_hot_device_in_a_fleet_gets_its_own_case(sqlite_url: str) -> None:

@@ -226,8 +226,8 @@ class FleetIncident(SQLModel, table=True):
             "model",
             "problem",
             unique=True,
-            sqlite_where=text("status = 'open'"),
-            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status IN ('open', 'acknowledged')"),
+            postgresql_where=text("status IN ('open', 'acknowledged')"),
         ),
     )
 
@@ -235,7 +235,8 @@ class FleetIncident(SQLModel, table=True):
     model: str = Field(index=True)
     problem: str
     status: str = "open"
-    """"open", then "acknowledged" or "resolved" by engineering."""
+    """"open", then "acknowledged" (still open: alarms keep joining it) or "resolved" by
+    engineering."""
     opened_at: float
     """Event time of the alarm that showed the fleet-wide pattern."""
     created_wall: float

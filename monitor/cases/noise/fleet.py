@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from monitor.cases.noise.base import BatchContext, Verdict
 from monitor.detect.base import SignalSet
@@ -115,6 +115,6 @@ def _open_incident(ctx: BatchContext, model: str, problem: str) -> FleetIncident
         select(FleetIncident).where(
             FleetIncident.model == model,
             FleetIncident.problem == problem,
-            FleetIncident.status == "open",
+            col(FleetIncident.status).in_(("open", "acknowledged")),
         )
     ).first()
