@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from monitor.api import create_app
 from monitor.api.cases import case_with_history
 from monitor.cases.feedback import rule_statistics
+from monitor.cases.incidents import IncidentError, update_incident
 from monitor.cases.lifecycle import TransitionError, act, add_note, assign
 from monitor.cases.silencing import SilenceError, add_silence, expire_silence, list_silences
 from monitor.config import Settings
@@ -318,6 +319,34 @@ def incidents_list(
             str(i.active_devices),
         )
     Console().print(table)
+
+
+def _incident_command(status: str, summary: str) -> Callable[..., None]:
+    def command(
+        incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+        note: Annotated[str, typer.Option(help="What engineering found or did.")] = "",
+        actor: ActorOption = "",
+        config: ConfigOption = None,
+    ) -> None:
+        with _session(config) as session:
+            try:
+                update_incident(
+                    session, incident_id, status, actor=actor or _me(), note=note, now=time.time()
+                )
+            except IncidentError as exc:
+                err.print(f"[red]refused[/red]: {exc}")
+                raise typer.Exit(1) from exc
+            session.commit()
+        typer.echo(f"fleet incident {incident_id} is now {status}")
+
+    command.__doc__ = summary
+    return command
+
+
+incidents_app.command("ack")(_incident_command("acknowledged", "Engineering is on it."))
+incidents_app.command("resolve")(
+    _incident_command("resolved", "The fleet-wide cause is dealt with.")
+)
 
 
 def serve_api(config: ConfigOption = None) -> None:

@@ -3,10 +3,12 @@ reopening, false-alarm feedback, the evidence plot."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from sqlmodel import Session, select
@@ -30,15 +32,14 @@ def cases_in(url: str) -> list[Case]:
         return list(session.exec(select(Case)))
 
 
-def test_two_concurrent_openings_in_threads_give_one_case(database_url: str) -> None:
-    seed(database_url)
+def open_in_threads(url: str) -> list[list[int]]:
     start_at = time.time() + 0.5
     results: list[list[int]] = []
     errors: list[BaseException] = []
 
     def worker(delay: float) -> None:
         try:
-            results.append(open_one(database_url, start_at + delay))
+            results.append(open_one(url, start_at + delay))
         except BaseException as exc:
             errors.append(exc)
 
@@ -48,16 +49,14 @@ def test_two_concurrent_openings_in_threads_give_one_case(database_url: str) -> 
     for t in threads:
         t.join(60)
     assert errors == []
-    assert sorted(len(r) for r in results) == [0, 1]
-    assert len(cases_in(database_url)) == 1
+    return results
 
 
-def test_two_concurrent_openings_in_processes_give_one_case(database_url: str) -> None:
-    seed(database_url)
+def open_in_processes(url: str) -> list[list[int]]:
     start_at = time.time() + 3.0  # both interpreters are up and connected by then
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.case_opening_worker", database_url, str(at)],
+            [sys.executable, "-m", "tests.case_opening_worker", url, str(at)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -66,8 +65,16 @@ def test_two_concurrent_openings_in_processes_give_one_case(database_url: str) -
     ]
     outputs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    opened = [out.strip() for out, _ in outputs]
-    assert opened.count("[]") == 1, opened  # the other process opened the one case
+    return [json.loads(out) for out, _ in outputs]
+
+
+@pytest.mark.parametrize("race", [open_in_threads, open_in_processes], ids=["threads", "processes"])
+def test_two_concurrent_openings_give_one_case(
+    database_url: str, race: Callable[[str], list[list[int]]]
+) -> None:
+    seed(database_url)
+    opened = race(database_url)
+    assert sorted(len(ids) for ids in opened) == [0, 1]  # the other one joined the open case
     assert len(cases_in(database_url)) == 1
 
 

@@ -98,3 +98,28 @@ def test_silences_can_be_added_listed_and_expired_from_the_cli(
     assert "needs an expiry" in output
     code, output = monitor(config, "incidents", "list", "--json")
     assert (code, json.loads(output)) == (0, [])
+
+
+def test_engineering_acknowledges_and_resolves_a_fleet_incident_from_the_cli(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from sqlmodel import Session
+
+    from monitor.store import open_database
+    from monitor.store.models import FleetIncident
+
+    with Session(open_database(sqlite_url)) as session:
+        session.add(
+            FleetIncident(model="HX-1", problem="overheating", opened_at=1.0, created_wall=1.0)
+        )
+        session.commit()
+    config = tmp_path / "monitor.toml"
+    config.write_text(f'[database]\nurl = "{sqlite_url}"\n')
+    assert monitor(config, "incidents", "ack", "1", "--actor", "eng")[0] == 0
+    code, output = monitor(config, "incidents", "resolve", "1", "--note", "fw rolled back")
+    assert (code, output.strip()) == (0, "fleet incident 1 is now resolved")
+    code, output = monitor(config, "incidents", "resolve", "1")
+    assert code == 1
+    assert "already resolved" in output
+    [shown] = json.loads(monitor(config, "incidents", "list", "--json")[1])
+    assert (shown["status"], shown["note"]) == ("resolved", "fw rolled back")

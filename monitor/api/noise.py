@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from monitor.api.deps import SessionDep
+from monitor.cases.incidents import IncidentError, update_incident
 from monitor.cases.silencing import SilenceError, add_silence, expire_silence, list_silences
 from monitor.store.models import FleetIncident, Suppression
 
@@ -110,18 +111,13 @@ def get_incident(incident_id: int, session: SessionDep) -> dict[str, Any]:
 @router.post("/incidents/{incident_id}")
 def post_incident(incident_id: int, body: IncidentUpdate, session: SessionDep) -> dict[str, Any]:
     """Engineering acknowledges or resolves an incident; a resolved one lets alarms through."""
-    incident = session.get(FleetIncident, incident_id)
-    if incident is None:
-        raise HTTPException(404, f"no fleet incident {incident_id}")
-    if incident.status == "resolved":
-        raise HTTPException(409, f"fleet incident {incident_id} is already resolved")
-    incident.status = body.status
-    if body.note:
-        incident.note = body.note
-    if body.status == "resolved":
-        incident.resolved_at = time.time()
-        incident.resolved_by = body.actor
-    session.add(incident)
+    try:
+        incident = update_incident(
+            session, incident_id, body.status, actor=body.actor, note=body.note, now=time.time()
+        )
+    except IncidentError as exc:
+        code = 404 if str(exc).startswith("no ") else 409
+        raise HTTPException(code, str(exc)) from exc
     session.commit()
     session.refresh(incident)
     return incident.model_dump()
