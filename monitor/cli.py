@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session, col, select
 
+from monitor import cases_cli
 from monitor.backtest import TelemetryFileError, run_backtest
 from monitor.config import ConfigError, DatabaseSettings, Settings, load_settings
 from monitor.daemon import Daemon
@@ -139,6 +140,9 @@ def list_cases(
             str(metrics[0].get("metric", "")),
         )
     Console().print(table)
+
+
+cases_cli.register(app, cases_app, _settings)
 
 
 def main() -> None:

@@ -152,6 +152,38 @@ class MetricsSettings(_Section):
     port: int = Field(default=9108, ge=0, le=65535)
 
 
+class NoiseSettings(_Section):
+    """Noise control between the rules and the case opener (see ``monitor.cases.noise``)."""
+
+    flap_window_hours: float = Field(default=24.0, gt=0)
+    flap_max_cases: int = Field(default=3, ge=1)
+    """A device and problem that already had this many cases within the window is flapping:
+    further alarms are logged, not opened."""
+    inhibiting_problems: list[str] = ["offline", "silent"]
+    """Problems that explain every other alarm of the device (and, many at once, of a site)."""
+    offline_statuses: list[str] = ["offline", "silent"]
+    """Device.status values that mean the device is not reporting properly."""
+    inhibit_signal: str = "silence"
+    """A device-level signal that, when above zero, marks the device as silent."""
+    site_down_share: float = Field(default=0.5, gt=0, le=1)
+    site_down_min_devices: int = Field(default=2, ge=1)
+    fleet_share: float = Field(default=0.3, gt=0, le=1)
+    """Share of a model's active devices deviating together that makes a fleet incident."""
+    fleet_min_devices: int = Field(default=3, ge=2)
+    fleet_window_minutes: float = Field(default=120.0, gt=0)
+    """A device counts as deviating if its latest message within this window meets a rule's
+    condition (whether or not the rule's duration has passed yet)."""
+    fleet_active_hours: float = Field(default=24.0, gt=0)
+    """A device counts as active for its model if it reported within this many hours."""
+
+
+class ApiSettings(_Section):
+    enabled: bool = False
+    """Serve the support API from the daemon too (``monitor api`` serves it on its own)."""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=0, le=65535)
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = Field(default=True, alias="json")
@@ -172,6 +204,8 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
+    noise: NoiseSettings = NoiseSettings()
+    api: ApiSettings = ApiSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -10,6 +10,8 @@ import signal
 from prometheus_client import start_http_server
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.api import create_app
+from monitor.api.server import ApiServer
 from monitor.config import Settings
 from monitor.ingest import Transport, make_transport
 from monitor.notify.dispatcher import Dispatcher
@@ -57,6 +59,12 @@ class Daemon:
                 "metrics_port": self.settings.metrics.port,
             },
         )
+        api = None
+        if self.settings.api.enabled:
+            api = ApiServer(
+                create_app(self.settings), self.settings.api.host, self.settings.api.port
+            )
+            await asyncio.to_thread(api.start)
         closer = asyncio.create_task(self._close_on_stop())
         notifier = asyncio.create_task(self.dispatcher.run(self._stop))
         reloader = asyncio.create_task(self._reload_rules())
@@ -74,6 +82,8 @@ class Daemon:
                     "final checkpoint failed; detectors will resume from the previous one",
                     extra={"error": str(exc)[:200]},
                 )
+            if api is not None:
+                await asyncio.to_thread(api.stop)
             log.info("monitor stopped")
 
     async def _consume(self) -> None:

@@ -61,3 +61,8 @@ RULE_RELOADS = Counter(
     "Rule directory reloads after a change, by outcome (applied, rejected: old rules kept).",
     ["outcome"],
 )
+SUPPRESSED = Counter(
+    "monitor_suppressed",
+    "Alarms noise control kept from opening a case, by reason (the stage that did).",
+    ["reason"],
+)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from monitor.cases import CaseOpener
+from monitor.cases.noise import NoiseControl, count_suppressed
 from monitor.config import Settings
 from monitor.detect import DetectStage, SignalSet
 from monitor.ingest import Admission, Admitted, Decoder, RawMessage
@@ -83,6 +84,7 @@ class Pipeline:
         self.detect = DetectStage(settings.detect)
         self.attributes = AttributeBook(engine)
         self.rules = RuleEngine(rules, self.attributes.get)
+        self.noise = NoiseControl(settings.noise, self.rules)
         self.cases = CaseOpener(settings.notify, enqueue=notify)
         self._touched: set[str] = set()
         self._last_checkpoint = time.monotonic()
@@ -95,6 +97,7 @@ class Pipeline:
         admitted = self.admission.run(decoded)
         signals = self.detect.run(admitted.telemetry)
         alarms = self.rules.run(signals, [t.metrics for t in admitted.telemetry])
+        self.noise.observe(signals)
         return BatchWork(messages, admitted, signals, alarms)
 
     def commit(self, work: BatchWork) -> list[OpenedCase]:
@@ -102,7 +105,8 @@ class Pipeline:
         now = time.time()
         with Session(self._engine) as session:
             record_admission(session, work.admitted, now)
-            cases = self.cases.run(session, work.alarms)
+            alarms, suppressed = self.noise.run(session, work.alarms, work.signals)
+            cases = self.cases.run(session, alarms)
             opened = [
                 OpenedCase(c.id or 0, c.device_id, c.problem, c.rule, c.opened_at) for c in cases
             ]
@@ -110,6 +114,7 @@ class Pipeline:
         # Counted and logged only once committed: a commit retried after a database outage
         # must not count the same batch twice.
         count_and_log(work.admitted)
+        count_suppressed(suppressed)
         for case in opened:
             CASES_OPENED.inc()
             log.info(

@@ -190,6 +190,12 @@ class RuleEngine:
                 events.extend(self._step(rule, facts))
         return events
 
+    def holding(self, device_id: str, rule: str) -> bool:
+        """Whether ``rule``'s condition holds for ``device_id`` now (its duration may not
+        have passed yet), as of the last batch this engine evaluated."""
+        state = self._state.get((device_id, rule))
+        return state is not None and state.bout_since is not None
+
     def _thresholds_of(self, rule: Rule, signals: SignalSet) -> Mapping[str, float]:
         if not rule.overrides:
             return rule.thresholds

@@ -13,6 +13,7 @@ import time
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from monitor.cases.plot import NothingToPlotError, render_case_plot
 from monitor.config import NotifySettings
 from monitor.notify.outbox import enqueue_case_opened
 from monitor.store import Case, CaseEvent, Customer, Device
@@ -77,10 +78,29 @@ class CaseOpener:
         customer = None
         if device is not None and device.customer_id:
             customer = session.get(Customer, device.customer_id)
-        wants_notice = {"notify_customer", "notify_support"} & set(alarm.actions)
-        if self._enqueue and device is not None and wants_notice:
-            enqueue_case_opened(session, case, device, customer, self._notify, now)
+        to_customer = "notify_customer" in alarm.actions
+        to_support = "notify_support" in alarm.actions
+        if self._enqueue and device is not None and (to_customer or to_support):
+            enqueue_case_opened(
+                session,
+                case,
+                device,
+                customer,
+                self._notify,
+                now,
+                plot=_plot_or_none(case) if to_customer else None,
+                to_customer=to_customer,
+                to_support=to_support,
+            )
         return case
+
+
+def _plot_or_none(case: Case) -> bytes | None:
+    # A case without a time series still gets its message, just without the picture.
+    try:
+        return render_case_plot(case)
+    except NothingToPlotError:
+        return None
 
 
 def _open_case_exists(session: Session, device_id: str, problem: str) -> bool:

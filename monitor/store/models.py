@@ -179,3 +179,80 @@ class SurveyResponse(SQLModel, table=True):
     score: int
     comment: str = ""
     answered_at: float
+
+
+SILENCE_SCOPES = ("device", "model", "site", "customer")
+"""What a silence matches on: a device id, a product model, a site or a customer id."""
+
+SILENCE_REPEATS = ("none", "daily", "weekly")
+
+
+class Silence(SQLModel, table=True):
+    """A maintenance window or silence: alarms it matches open no case until it expires.
+
+    One-off: active from ``starts_at`` to ``ends_at``. Recurring ("daily"/"weekly"): active
+    for ``ends_at - starts_at`` seconds from the same time of each day or week, until
+    ``expires_at``. Times are on the monitor's clock (event time of the alarm it judges).
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str = Field(index=True)
+    value: str = Field(index=True)
+    starts_at: float
+    ends_at: float
+    repeat: str = "none"
+    expires_at: float
+    kind: str = "silence"
+    """"silence" or "maintenance": only a label for people reading the log."""
+    comment: str = ""
+    created_by: str = "monitor"
+    created_wall: float = 0.0
+
+
+class Suppression(SQLModel, table=True):
+    """One alarm that noise control kept from becoming a case, and why."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at_wall: float = Field(index=True)
+    alarm_at: float
+    device_id: str = Field(index=True)
+    problem: str
+    rule: str
+    reason: str = Field(index=True)
+    """The stage that suppressed it: duplicate, inhibited, site_down, silenced, flapping,
+    fleet_incident."""
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class FleetIncident(SQLModel, table=True):
+    """Many devices of one model deviating together: one incident for engineering instead of a
+    customer case per device. One open incident per model and problem, enforced below."""
+
+    __table_args__ = (
+        Index(
+            "one_open_incident_per_model_problem",
+            "model",
+            "problem",
+            unique=True,
+            sqlite_where=text("status IN ('open', 'acknowledged')"),
+            postgresql_where=text("status IN ('open', 'acknowledged')"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(index=True)
+    problem: str
+    status: str = "open"
+    """"open", then "acknowledged" (still open: alarms keep joining it) or "resolved" by
+    engineering."""
+    opened_at: float
+    """Event time of the alarm that showed the fleet-wide pattern."""
+    created_wall: float
+    devices: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    """Devices whose alarms this incident took in (grows while it is open)."""
+    active_devices: int = 0
+    """Active devices of the model when it opened: the denominator of the share."""
+    rules: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    note: str = ""
+    resolved_at: float | None = None
+    resolved_by: str | None = None

@@ -1,0 +1,121 @@
+"""Fleet incidents: when many devices of one model deviate together (a firmware roll-out, a
+heat wave), their alarms become one incident for engineering instead of a customer case each.
+
+"Deviating" is read from the signals before any rule's duration has passed: a device counts
+as soon as its latest message meets a rule's condition. So by the time the first device's
+alarm fires, its peers that started deviating at the same time are already counted, and no
+customer hears about a fleet-wide event because their device happened to fire first.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from monitor.cases.noise.base import BatchContext, Verdict
+from monitor.detect.base import SignalSet
+from monitor.store.models import FleetIncident
+from rules.engine import Alarm, RuleEngine
+
+
+class FleetTracker:
+    """Per model: when each device last reported, and since when it meets each problem's rule."""
+
+    def __init__(self) -> None:
+        self.model_of: dict[str, str] = {}
+        self.last_seen: dict[str, dict[str, float]] = {}
+        self.deviating: dict[tuple[str, str], dict[str, float]] = {}
+
+    def observe(self, batch: list[SignalSet], rules: RuleEngine) -> None:
+        """Fold in a batch the rule engine has just evaluated (it knows what holds, with
+        each device's attributes, thresholds and schedules)."""
+        for signals in batch:
+            model = signals.model or self.model_of.get(signals.device_id, "")
+            self.model_of[signals.device_id] = model
+            self.last_seen.setdefault(model, {})[signals.device_id] = signals.ts
+            for rule in rules.rules:
+                devices = self.deviating.setdefault((model, rule.problem), {})
+                if rules.holding(signals.device_id, rule.name):
+                    devices[signals.device_id] = signals.ts
+                else:
+                    devices.pop(signals.device_id, None)
+
+    def count(self, model: str, problem: str, at: float, window: float) -> int:
+        seen = self.deviating.get((model, problem), {})
+        return sum(1 for ts in seen.values() if ts >= at - window)
+
+    def active(self, model: str, at: float, window: float) -> int:
+        return sum(1 for ts in self.last_seen.get(model, {}).values() if ts >= at - window)
+
+
+class FleetIncidents:
+    name = "fleet_incident"
+
+    def __init__(
+        self,
+        tracker: FleetTracker,
+        *,
+        share: float,
+        min_devices: int,
+        window_seconds: float,
+        active_seconds: float,
+    ) -> None:
+        self._tracker = tracker
+        self._share = share
+        self._min = min_devices
+        self._window = window_seconds
+        self._active = active_seconds
+
+    def judge(self, ctx: BatchContext, alarm: Alarm) -> Verdict | None:
+        device = ctx.device(alarm.device_id)
+        model = self._tracker.model_of.get(alarm.device_id) or (device.model if device else "")
+        if not model:
+            return None
+        together = self._tracker.count(model, alarm.problem, alarm.at, self._window)
+        active = max(self._tracker.active(model, alarm.at, self._active), together)
+        if together < self._min or together < self._share * active:
+            return None
+        incident = self._open_or_join(ctx, model, alarm, active)
+        return Verdict(
+            self.name, {"incident_id": incident.id, "deviating": together, "active": active}
+        )
+
+    def _open_or_join(
+        self, ctx: BatchContext, model: str, alarm: Alarm, active: int
+    ) -> FleetIncident:
+        incident = _open_incident(ctx, model, alarm.problem)
+        if incident is None:
+            incident = FleetIncident(
+                model=model,
+                problem=alarm.problem,
+                opened_at=alarm.at,
+                created_wall=time.time(),
+                active_devices=active,
+            )
+            try:
+                with ctx.session.begin_nested():
+                    ctx.session.add(incident)
+                    ctx.session.flush()
+            except IntegrityError:
+                # Another monitor process opened it a moment ago: join that one.
+                incident = _open_incident(ctx, model, alarm.problem)
+                assert incident is not None
+        if alarm.device_id not in incident.devices:
+            incident.devices = [*incident.devices, alarm.device_id]
+        if alarm.rule not in incident.rules:
+            incident.rules = [*incident.rules, alarm.rule]
+        ctx.session.add(incident)
+        ctx.session.flush()
+        return incident
+
+
+def _open_incident(ctx: BatchContext, model: str, problem: str) -> FleetIncident | None:
+    return ctx.session.exec(
+        select(FleetIncident).where(
+            FleetIncident.model == model,
+            FleetIncident.problem == problem,
+            col(FleetIncident.status).in_(("open", "acknowledged")),
+        )
+    ).first()
