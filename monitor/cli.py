@@ -18,6 +18,7 @@ from monitor.backtest import TelemetryFileError, run_backtest
 from monitor.config import ConfigError, DatabaseSettings, Settings, load_settings
 from monitor.daemon import Daemon
 from monitor.logs import configure_logging
+from monitor.report_cli import report
 from monitor.store import Case, DatabaseError, open_database
 from monitor.store.manifest import ManifestError, import_manifest
 from rules import RuleFileError, load_rules
@@ -27,6 +28,7 @@ devices_app = typer.Typer(help="Devices and their owners.", no_args_is_help=True
 cases_app = typer.Typer(help="Proactive service cases.", no_args_is_help=True)
 app.add_typer(devices_app, name="devices")
 app.add_typer(cases_app, name="cases")
+app.command("report")(report)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (see docs/).")
