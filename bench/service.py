@@ -45,7 +45,7 @@ from simulators.service_run import prepare_database, run_proactive, run_reactive
 from simulators.weather import DAY
 
 START = 1_790_000_000.0
-"""A fixed start (a Sunday), so the figures are the same on any day the benchmark runs."""
+"""A fixed start, so the figures are the same on any day the benchmark runs."""
 FRT_TARGET_S = 60.0
 console = Console(highlight=False, width=120)
 

@@ -14,12 +14,14 @@ from monitor.config import Settings
 from monitor.ingest import Transport, make_transport
 from monitor.notify.dispatcher import Dispatcher
 from monitor.pipeline import BatchWork, OpenedCase, Pipeline
+from monitor.report import refresh_service_metrics
 from monitor.store import open_database
 from rules import load_rules
 
 log = logging.getLogger(__name__)
 
 _DB_RETRY_MAX_S = 30.0
+_SERVICE_REPORT_EVERY_S = 60.0
 
 
 class Daemon:
@@ -56,12 +58,14 @@ class Daemon:
         )
         closer = asyncio.create_task(self._close_on_stop())
         notifier = asyncio.create_task(self.dispatcher.run(self._stop))
+        reporter = asyncio.create_task(self._refresh_service_report())
         try:
             await self._consume()
         finally:
             self._stop.set()
             await closer
             await notifier
+            await reporter
             try:
                 await asyncio.to_thread(self.pipeline.checkpoint)
             except SQLAlchemyError as exc:
@@ -99,6 +103,16 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
             delay = min(delay * 2, _DB_RETRY_MAX_S)
+
+    async def _refresh_service_report(self) -> None:
+        """Keep the ``monitor_service_*`` gauges current while metrics are served."""
+        while self.settings.metrics.enabled and not self._stop.is_set():
+            try:
+                await asyncio.to_thread(refresh_service_metrics, self.engine)
+            except SQLAlchemyError as exc:
+                log.error("service report failed; will retry", extra={"error": str(exc)[:200]})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), _SERVICE_REPORT_EVERY_S)
 
     async def _close_on_stop(self) -> None:
         await self._stop.wait()
