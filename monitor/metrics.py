@@ -77,7 +77,7 @@ SERVICE_QUANTILES = {
     ),
     "frt_seconds": Gauge(
         "monitor_service_frt_seconds",
-        "First response time: case opened to first customer contact, by quantile.",
+        "Automated first response time: proactive case opened to first customer message.",
         ["quantile"],
     ),
 }

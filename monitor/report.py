@@ -10,8 +10,8 @@ customer reported it first).
   could tell the customer; a live database cannot know when a prevented failure would have
   happened (the benchmark adds the true lead time from the simulator's ground truth).
 * FRT: case opened → first response. The first response is ``Case.notified_at`` or, when that
-  is not stamped, the first customer message the outbox sent; for a proactive case that is
-  the automated message, for a reactive one the support team's call-back.
+  is not stamped, the first customer message the outbox sent. ``frt`` is over proactive cases
+  (the automated message), ``frt_reactive`` over reactive ones (the support team's call-back).
 * ART: case opened → resolved, over resolved problems; resolution rate: resolved problems
   over problems.
 * CSAT: share of 4 and 5 answers (1–5); CES: mean (1–7, higher is easier); NPS: promoters
@@ -82,6 +82,7 @@ class ServiceReport:
     proactive_share: float | None
     lead_time: Distribution
     frt: Distribution
+    frt_reactive: Distribution
     art: Distribution
     resolution_rate: float | None
     csat: float | None
@@ -151,9 +152,8 @@ def compute_report(  # noqa: PLR0917 -- the tables, in the order the docstring n
             for c in problems
             if c.source == "proactive" and c.predicted_failure_at is not None
         ),
-        frt=Distribution.of(
-            max(0.0, response - c.opened_at) for c in cases if (response := first[c.id]) is not None
-        ),
+        frt=_response_times(cases, first, "proactive"),
+        frt_reactive=_response_times(cases, first, "reactive"),
         art=Distribution.of(
             c.resolved_at - c.opened_at for c in resolved if c.resolved_at is not None
         ),
@@ -216,6 +216,16 @@ def _owners(session: Session, cases: Sequence[Case]) -> dict[int, str]:
         for c in cases
         if c.id is not None and (customer := devices.get(c.device_id)) is not None
     }
+
+
+def _response_times(
+    cases: Sequence[Case], first: dict[int | None, float | None], source: str
+) -> Distribution:
+    return Distribution.of(
+        max(0.0, response - c.opened_at)
+        for c in cases
+        if c.source == source and (response := first[c.id]) is not None
+    )
 
 
 def _first_response(case: Case, sent: list[float]) -> float | None:

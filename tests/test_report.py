@@ -123,9 +123,10 @@ def test_report_figures_on_a_known_database(database_url: str) -> None:
     report = build_report(open_database(database_url))
     assert (report.cases, report.problems, report.false_alarms) == (4, 3, 1)
     assert report.proactive_share == pytest.approx(1 / 3)
-    assert report.frt.count == 4
-    assert report.frt.p50 == pytest.approx(45.0)
-    assert report.frt.maximum == pytest.approx(3600.0)
+    assert report.frt.count == 3
+    assert report.frt.p50 == pytest.approx(30.0)
+    assert report.frt.maximum == pytest.approx(60.0)
+    assert report.frt_reactive.maximum == pytest.approx(3600.0)
     assert report.art.mean == pytest.approx(1.5 * DAY)
     assert report.resolution_rate == pytest.approx(2 / 3)
     assert report.lead_time.p50 == pytest.approx(5 * DAY - 0.0)
@@ -160,7 +161,7 @@ def test_service_figures_are_exported_as_prometheus_gauges(sqlite_url: str) -> N
     refresh_service_metrics(open_database(sqlite_url))
     value = REGISTRY.get_sample_value
     assert value("monitor_service_proactive_share") == pytest.approx(1 / 3)
-    assert value("monitor_service_frt_seconds", {"quantile": "0.5"}) == pytest.approx(45.0)
+    assert value("monitor_service_frt_seconds", {"quantile": "0.5"}) == pytest.approx(30.0)
     assert value("monitor_service_csat") == pytest.approx(2 / 3)
     assert value("monitor_service_suppressed_notifications", {"reason": "quiet_hours"}) == 1
     refresh_service_metrics(open_database(f"{sqlite_url}-empty"))
@@ -176,7 +177,7 @@ def test_monitor_report_prints_json_and_a_table(tmp_path: Path, sqlite_url: str)
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output)
     assert figures["problems"] == 3
-    assert figures["frt"]["p50"] == pytest.approx(45.0)
+    assert figures["frt"]["p50"] == pytest.approx(30.0)
     table = runner.invoke(app, ["report", "--since", "1970-01-01T00:25", "--config", str(config)])
     assert table.exit_code == 0, table.output
     assert "contacted before" in table.output

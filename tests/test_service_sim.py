@@ -116,7 +116,7 @@ def test_short_service_run_end_to_end(tmp_path: Path) -> None:
     assert without.proactive_share == 0.0
     assert with_monitor.proactive_share is not None
     assert with_monitor.proactive_share > 0.0
-    assert without.frt.p50 is not None
-    assert without.frt.p50 >= HOUR
-    assert with_monitor.frt.p10 is not None
-    assert with_monitor.frt.p10 < 60.0
+    assert without.frt_reactive.p50 is not None
+    assert without.frt_reactive.p50 >= HOUR
+    assert with_monitor.frt.maximum is not None
+    assert with_monitor.frt.maximum < 60.0
