@@ -101,7 +101,7 @@ def main() -> int:
                     f"{len(smtp.messages)} emails, {time.perf_counter() - started:5.0f} s[/dim]"
                 )
 
-        asyncio.run(run_proactive(fleet, proactive, settings, on_progress=progress))
+        loop = asyncio.run(run_proactive(fleet, proactive, settings, on_progress=progress))
         seconds = time.perf_counter() - started
         reactive = prepare_database(fleet, f"sqlite:///{workdir}/reactive.db", workdir)
         run_reactive(fleet, reactive)
@@ -111,12 +111,12 @@ def main() -> int:
         )
         reports = {"with the monitor": build_report(proactive), "reactive": build_report(reactive)}
         console.print(report_table(reports, title="Service report, simulated customers"))
-        truth = fleet_truth_figures(fleet, proactive)
+        truth = fleet_truth_figures(fleet, proactive, loop.repaired_at)
         console.print(truth_table(truth, build_report(proactive)))
     return 0
 
 
-def fleet_truth_figures(fleet: Fleet, engine: Engine) -> dict[str, Any]:
+def fleet_truth_figures(fleet: Fleet, engine: Engine, repaired: dict[str, float]) -> dict[str, Any]:
     """The figures that need the simulator's ground truth, for the proactive run."""
     with Session(engine) as session:
         cases = {c.id: c for c in session.exec(select(Case))}
@@ -126,10 +126,14 @@ def fleet_truth_figures(fleet: Fleet, engine: Engine) -> dict[str, Any]:
     contacted, leads, per_fault = 0, [], []
     failures = [(d, f) for d, fs in faults.items() for f in fs if f.failure < fleet.end]
     for device_id, fault in failures:
+        # Messages about this fault: cases opened while it was there (onset to repair).
+        fixed = repaired.get(device_id, fleet.end)
         times = sorted(
             r.sent_at
             for r, c in sent
-            if c.device_id == device_id and c.opened_at >= fault.onset and r.sent_at is not None
+            if c.device_id == device_id
+            and fault.onset <= c.opened_at < fixed
+            and r.sent_at is not None
         )
         per_fault.append(len(times))
         if times and times[0] < fault.failure:

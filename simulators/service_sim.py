@@ -80,6 +80,7 @@ class CustomerLoop:
         self._seen_messages: set[int] = set()
         self._nps_asked: dict[str, float] = {}
         self._left: set[str] = set()
+        self._noticed: dict[str, float] = {}
         for device in fleet.devices:
             for fault in device.faults:
                 # The monitor sees nothing after the fleet's end, so neither does its owner.
@@ -114,6 +115,7 @@ class CustomerLoop:
             case = session.get(Case, row.case_id)
             if case is None or not is_problem_message(row):
                 continue
+            self._already_noticed(session, case)
             owner = self.owners.get(case.device_id)
             if owner is not None:
                 self._push(owner.read_at(row.sent_at, row.id), "read", row.case_id)
@@ -143,6 +145,7 @@ class CustomerLoop:
         device_id = event.target
         if device_id in self.repaired_at:
             return  # fixed before it failed: there is nothing to notice
+        self._noticed[device_id] = event.at
         query = select(Case).where(
             Case.device_id == device_id,
             col(Case.status).in_(OPEN_CASE_STATUSES),
@@ -158,6 +161,16 @@ class CustomerLoop:
         if case.status in ("open", "notified"):
             # The product stopped working before the owner read or acted: they phone now.
             self._push(self._call_back(case, event.at), "phone", case.id or 0)
+
+    def _already_noticed(self, session: Session, case: Case) -> None:
+        # A case the monitor opens after the owner reported the failure was not news to them.
+        noticed = self._noticed.get(case.device_id)
+        fixed = self.repaired_at.get(case.device_id)
+        if noticed is None or case.customer_noticed_at is not None or case.opened_at < noticed:
+            return
+        if fixed is None or case.opened_at < fixed:
+            case.customer_noticed_at = noticed
+            session.add(case)
 
     def _survey(self, session: Session, event: _Event) -> None:
         case = _case(session, event.target)
