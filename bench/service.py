@@ -139,6 +139,9 @@ def fleet_truth_figures(fleet: Fleet, engine: Engine, repaired: dict[str, float]
         if times and times[0] < fault.failure:
             contacted += 1
             leads.append(fault.failure - times[0])
+        elif fixed < fault.failure:
+            # Told by a case opened just before the onset, and repaired before it failed.
+            contacted += 1
     frt = [
         r.sent_at - c.opened_at
         for r, c in sent
