@@ -120,3 +120,24 @@ def test_short_service_run_end_to_end(tmp_path: Path) -> None:
     assert without.frt_reactive.p50 >= HOUR
     assert with_monitor.frt.maximum is not None
     assert with_monitor.frt.maximum < 60.0
+
+
+def test_owners_leave_more_often_after_a_bad_experience() -> None:
+    someone = owner()
+    after_bad = sum(someone.leaves(NOT_CONTACTED, 1, k) for k in range(400))
+    after_good = sum(someone.leaves(EARLY_FIXED, 5, k) for k in range(400))
+    assert after_bad > 5 * max(after_good, 1)
+
+
+def test_reactive_baseline_is_the_same_for_the_same_seed(tmp_path: Path) -> None:
+    fleet = build_fleet(4, 24, 30, step=3600.0, start=START, fault_share=0.5)
+    reports = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        engine = prepare_database(fleet, f"sqlite:///{tmp_path}/{name}/r.db", tmp_path / name)
+        run_reactive(fleet, engine)
+        reports.append(build_report(engine))
+    assert reports[0] == reports[1]
+    assert reports[0].problems > 0
+    assert reports[0].csat is not None
+    assert reports[0].csat < 0.5
