@@ -14,11 +14,11 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session, col, select
 
+from monitor import report_cli
 from monitor.backtest import TelemetryFileError, run_backtest
 from monitor.config import ConfigError, DatabaseSettings, Settings, load_settings
 from monitor.daemon import Daemon
 from monitor.logs import configure_logging
-from monitor.report_cli import report
 from monitor.store import Case, DatabaseError, open_database
 from monitor.store.manifest import ManifestError, import_manifest
 from rules import RuleFileError, load_rules
@@ -28,7 +28,6 @@ devices_app = typer.Typer(help="Devices and their owners.", no_args_is_help=True
 cases_app = typer.Typer(help="Proactive service cases.", no_args_is_help=True)
 app.add_typer(devices_app, name="devices")
 app.add_typer(cases_app, name="cases")
-app.command("report")(report)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (see docs/).")
@@ -139,6 +138,9 @@ def list_cases(
             str(metrics[0].get("metric", "")),
         )
     Console().print(table)
+
+
+app.command("report")(report_cli.report)
 
 
 def main() -> None:

@@ -56,16 +56,16 @@ class Daemon:
                 "metrics_port": self.settings.metrics.port,
             },
         )
+        reporter = asyncio.create_task(self._refresh_service_report())
         closer = asyncio.create_task(self._close_on_stop())
         notifier = asyncio.create_task(self.dispatcher.run(self._stop))
-        reporter = asyncio.create_task(self._refresh_service_report())
         try:
             await self._consume()
         finally:
             self._stop.set()
+            await reporter
             await closer
             await notifier
-            await reporter
             try:
                 await asyncio.to_thread(self.pipeline.checkpoint)
             except SQLAlchemyError as exc:
@@ -104,6 +104,10 @@ class Daemon:
                 await asyncio.wait_for(self._stop.wait(), delay)
             delay = min(delay * 2, _DB_RETRY_MAX_S)
 
+    async def _close_on_stop(self) -> None:
+        await self._stop.wait()
+        await self.transport.close()
+
     async def _refresh_service_report(self) -> None:
         """Keep the ``monitor_service_*`` gauges current while metrics are served."""
         while self.settings.metrics.enabled and not self._stop.is_set():
@@ -113,10 +117,6 @@ class Daemon:
                 log.error("service report failed; will retry", extra={"error": str(exc)[:200]})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), _SERVICE_REPORT_EVERY_S)
-
-    async def _close_on_stop(self) -> None:
-        await self._stop.wait()
-        await self.transport.close()
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

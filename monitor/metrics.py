@@ -43,15 +43,6 @@ EVENT_LAG = Histogram(
         3600.0,
     ),
 )
-BATCH_SIZE = Histogram(
-    "monitor_batch_size",
-    "Messages per micro-batch handed to the pipeline.",
-    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000),
-)
-DEVICES = Gauge("monitor_devices", "Devices with detector state in this process.")
-OUTBOX_PENDING = Gauge("monitor_outbox_pending", "Notifications waiting for delivery.")
-BROKER_CONNECTED = Gauge("monitor_broker_connected", "1 while connected to the MQTT broker.")
-
 # The service report's figures (monitor.report.refresh_service_metrics sets them); NaN while
 # there is nothing to compute a figure from.
 SERVICE_FIGURES = {
@@ -86,3 +77,12 @@ SERVICE_SUPPRESSED = Gauge(
     "Notifications not sent, by reason (suppression events and unsent outbox statuses).",
     ["reason"],
 )
+
+BATCH_SIZE = Histogram(
+    "monitor_batch_size",
+    "Messages per micro-batch handed to the pipeline.",
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+DEVICES = Gauge("monitor_devices", "Devices with detector state in this process.")
+OUTBOX_PENDING = Gauge("monitor_outbox_pending", "Notifications waiting for delivery.")
+BROKER_CONNECTED = Gauge("monitor_broker_connected", "1 while connected to the MQTT broker.")

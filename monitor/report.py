@@ -18,7 +18,8 @@ customer reported it first).
   (9–10) minus detractors (0–6), in points; helpful: share of "yes" clicks.
 * retention: customers without a ``customer_left`` event, over all customers, and over the
   customers who had a problem.
-* messages per problem: customer messages sent (surveys excluded) per problem.
+* messages per problem: customer messages sent per problem, surveys excluded; one message is
+  one purpose (the announcement, each reminder), on however many channels it went out.
 * suppressed notifications by reason: ``suppressed`` case events by their ``reason``, plus
   outbox rows that ended in any status other than pending or sent (as ``outbox_<status>``).
 """
@@ -37,7 +38,7 @@ from sqlmodel import Session, col, select
 from monitor.metrics import SERVICE_FIGURES, SERVICE_QUANTILES, SERVICE_SUPPRESSED
 from monitor.store import Case, CaseEvent, Customer, Device, Outbox, SurveyResponse
 
-SUPPORT_CHANNELS = frozenset({"webhook"})
+SUPPORT_CHANNELS = frozenset({"webhook", "support_apprise"})
 """Outbox channels that reach the support team rather than the customer."""
 CUSTOMER_LEFT = "customer_left"
 """The case event recording that the customer left (churned) after that case."""
@@ -49,6 +50,16 @@ QUANTILES = (0.1, 0.5, 0.9)
 def is_problem_message(row: Outbox) -> bool:
     """True for a message to the customer about the problem itself (not a survey)."""
     return row.channel not in SUPPORT_CHANNELS and not row.purpose.startswith(_SURVEY_PURPOSES)
+
+
+def sent_messages(rows: Iterable[Outbox]) -> dict[int, dict[str, float]]:
+    """Per case, each problem message (by purpose) and when it first went out on any channel."""
+    sent: dict[int, dict[str, float]] = defaultdict(dict)
+    for row in rows:
+        if row.status == "sent" and row.sent_at is not None and is_problem_message(row):
+            earlier = sent[row.case_id].get(row.purpose, row.sent_at)
+            sent[row.case_id][row.purpose] = min(earlier, row.sent_at)
+    return sent
 
 
 @dataclass(frozen=True)
@@ -128,18 +139,15 @@ def compute_report(  # noqa: PLR0917 -- the tables, in the order the docstring n
 ) -> ServiceReport:
     """The figures from plain rows (``owners``: case id → customer id)."""
     problems = [c for c in cases if c.status != "false_alarm"]
-    sent: dict[int, list[float]] = defaultdict(list)
-    for row in messages:
-        if row.status == "sent" and row.sent_at is not None and is_problem_message(row):
-            sent[row.case_id].append(row.sent_at)
-    first = {c.id: _first_response(c, sent.get(c.id or -1, [])) for c in cases}
+    sent = sent_messages(messages)
+    first = {c.id: _first_response(c, list(sent.get(c.id or -1, {}).values())) for c in cases}
     contacted = [c for c in problems if first[c.id] is not None and _before_noticed(c, first[c.id])]
     left = {owners.get(e.case_id) for e in events if e.kind == CUSTOMER_LEFT} - {None}
     affected = {owners[c.id] for c in problems if c.id in owners}
     by_question: dict[str, list[int]] = defaultdict(list)
     for answer in answers:
         by_question[answer.question].append(answer.score)
-    counts = [len(sent.get(c.id or -1, [])) for c in problems]
+    counts = [len(sent.get(c.id or -1, {})) for c in problems]
     resolved = [c for c in problems if c.resolved_at is not None]
     return ServiceReport(
         since=since,

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from monitor.cases.lifecycle import transition
-from monitor.report import CUSTOMER_LEFT, is_problem_message
+from monitor.report import CUSTOMER_LEFT, is_problem_message, sent_messages
 from monitor.store import Case, CaseEvent, Outbox, SurveyResponse
 from monitor.store.models import OPEN_CASE_STATUSES
 from simulators.fleet import Device, Fleet
@@ -294,10 +294,8 @@ class CustomerLoop:
     # Facts about a case -------------------------------------------------------------------
 
     def _experience(self, session: Session, case: Case) -> Experience:
-        rows = session.exec(
-            select(Outbox).where(Outbox.case_id == case.id, Outbox.status == "sent")
-        )
-        sent = sorted(r.sent_at for r in rows if r.sent_at is not None and is_problem_message(r))
+        rows = session.exec(select(Outbox).where(Outbox.case_id == case.id))
+        sent = sorted(sent_messages(rows).get(case.id or 0, {}).values())
         first = sent[0] if sent else None
         contacted_early = first is not None and (
             case.customer_noticed_at is None or first < case.customer_noticed_at

@@ -56,8 +56,8 @@ def _answers(case_id: int, customer: str, **scores: int) -> list[SurveyResponse]
 
 
 def fill(url: str) -> None:
-    """Four customers; A told early and fixed, B told after noticing (twice), C phoned in
-    and left, D a false alarm."""
+    """Four customers; A told early (by email and on the display) and fixed, B told after
+    noticing (twice), C phoned in and left, D a false alarm."""
     engine = open_database(url)
     with Session(engine) as session:
         for n in range(1, 5):
@@ -98,6 +98,7 @@ def fill(url: str) -> None:
             [
                 _message(a.id, 1030.0),
                 _message(a.id, 1031.0, channel="webhook", recipient="https://helpdesk"),
+                _message(a.id, 1032.0, channel="display", recipient="d1"),
                 _message(b.id, 2060.0),
                 _message(b.id, 2000.0 + DAY, purpose="reminder"),
                 _message(b.id, 2000.0 + 3 * DAY, purpose="survey"),
