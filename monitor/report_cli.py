@@ -94,9 +94,16 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """A duration the way a person says it: 42 s, 12 min, 5.2 h, 3.1 d."""
+    """A duration the way a person says it.
+
+    >>> [duration(s) for s in (0.031, 42, 720, 18720, 267840)]
+    ['0.03 s', '42 s', '12 min', '5.2 h', '3.1 d']
+    """
     if seconds is None:
         return "n/a"
+    if abs(seconds) < 10:
+        # Automated responses take fractions of a second: show them, not "0 s".
+        return f"{seconds:.2f} s"
     for limit, unit, size in ((120, "s", 1.0), (7200, "min", 60.0), (172800, "h", 3600.0)):
         if abs(seconds) < limit:
             return f"{seconds / size:.0f} {unit}" if unit != "h" else f"{seconds / size:.1f} h"
