@@ -33,6 +33,7 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (see docs/).")
 ]
 err = Console(stderr=True, soft_wrap=True)
+app.command("report")(report_cli.report)
 
 
 def _settings(config: Path | None) -> Settings:
@@ -138,9 +139,6 @@ def list_cases(
             str(metrics[0].get("metric", "")),
         )
     Console().print(table)
-
-
-app.command("report")(report_cli.report)
 
 
 def main() -> None:

@@ -47,6 +47,7 @@ class Daemon:
         self._install_signal_handlers()
         if self.settings.metrics.enabled:
             start_http_server(self.settings.metrics.port, addr=self.settings.metrics.host)
+        reporter = asyncio.create_task(self._refresh_service_report())
         log.info(
             "monitor started",
             extra={
@@ -56,7 +57,6 @@ class Daemon:
                 "metrics_port": self.settings.metrics.port,
             },
         )
-        reporter = asyncio.create_task(self._refresh_service_report())
         closer = asyncio.create_task(self._close_on_stop())
         notifier = asyncio.create_task(self.dispatcher.run(self._stop))
         try:

@@ -20,18 +20,22 @@ customer reported it first).
   customers who had a problem.
 * messages per problem: customer messages sent per problem, surveys excluded; one message is
   one purpose (the announcement, each reminder), on however many channels it went out.
-* suppressed notifications by reason: ``suppressed`` case events by their ``reason``, plus
-  outbox rows that ended in any status other than pending or sent (as ``outbox_<status>``).
+* suppressed notifications by reason: alarms noise control kept from becoming a case (the
+  ``suppression`` table, by ``reason``, when the database has one), ``suppressed`` case
+  events by their ``reason``, and outbox rows that ended in any status other than pending or
+  sent (as ``outbox_<status>``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -125,7 +129,12 @@ def build_report(engine: Engine, since: float | None = None) -> ServiceReport:
         answers = _in_cases(session, SurveyResponse, SurveyResponse.case_id, ids)
         customers = len(list(session.exec(select(Customer.id))))
         owners = _owners(session, cases)
-    return compute_report(cases, messages, events, answers, customers, owners, since)
+        suppressions = _suppression_table(session, since)
+    report = compute_report(cases, messages, events, answers, customers, owners, since)
+    if not suppressions:
+        return report
+    merged = Counter(report.suppressed) + suppressions
+    return dataclasses.replace(report, suppressed=dict(sorted(merged.items())))
 
 
 def compute_report(  # noqa: PLR0917 -- the tables, in the order the docstring names them
@@ -215,6 +224,19 @@ def _in_cases(session: Session, table: Any, column: Any, ids: list[int]) -> list
         chunk = ids[start : start + 500]
         rows.extend(session.exec(select(table).where(col(column).in_(chunk))))
     return rows
+
+
+def _suppression_table(session: Session, since: float | None) -> Counter[str]:
+    # Read by name rather than through a model: noise control's table is its own, and a
+    # database without it (no noise control yet) simply has no suppressed alarms to count.
+    if not inspect(session.connection()).has_table("suppression"):
+        return Counter()
+    query = "SELECT reason, COUNT(*) FROM suppression"
+    if since is not None:
+        query += " WHERE alarm_at >= :since"
+    query += " GROUP BY reason"
+    rows = session.connection().execute(text(query), {"since": since})
+    return Counter({str(reason): int(count) for reason, count in rows})
 
 
 def _owners(session: Session, cases: Sequence[Case]) -> dict[int, str]:

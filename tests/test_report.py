@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 from sqlmodel import Session
 from typer.testing import CliRunner
 
@@ -140,6 +141,36 @@ def test_report_figures_on_a_known_database(database_url: str) -> None:
     assert report.messages_per_problem == pytest.approx(1.0)
     assert report.max_messages_per_problem == 2
     assert report.suppressed == {"outbox_dead": 1, "quiet_hours": 1}
+
+
+def test_report_counts_alarms_noise_control_suppressed_by_reason(database_url: str) -> None:
+    fill(database_url)
+    engine = open_database(database_url)
+    with engine.begin() as connection:
+        # Noise control's table, as it defines it (created here if this schema lacks it).
+        connection.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS suppression (id INTEGER PRIMARY KEY, at_wall FLOAT,"
+                " alarm_at FLOAT, device_id VARCHAR, problem VARCHAR, rule VARCHAR,"
+                " reason VARCHAR, detail JSON)"
+            )
+        )
+        for n, (at, reason) in enumerate([(10.0, "silenced"), (20.0, "fleet_incident")] * 2):
+            connection.execute(
+                text(
+                    "INSERT INTO suppression (id, at_wall, alarm_at, device_id, problem, rule,"
+                    " reason, detail) VALUES (:id, :at, :at, 'd1', 'p', 'r', :reason, '{}')"
+                ),
+                {"id": n + 100, "at": at + n, "reason": reason},
+            )
+    report = build_report(engine)
+    assert report.suppressed == {
+        "fleet_incident": 2,
+        "outbox_dead": 1,
+        "quiet_hours": 1,
+        "silenced": 2,
+    }
+    assert build_report(engine, since=11.0).suppressed["silenced"] == 1
 
 
 def test_report_since_leaves_out_earlier_cases(sqlite_url: str) -> None:
