@@ -37,7 +37,7 @@ from monitor.config import (
     SmtpSettings,
     WebhookSettings,
 )
-from monitor.report import build_report, is_problem_message
+from monitor.report import Distribution, build_report, is_problem_message
 from monitor.report_cli import duration, report_table
 from monitor.store import Case, Outbox
 from simulators.fleet import Fleet, build_fleet
@@ -179,7 +179,7 @@ def truth_table(t: dict[str, Any], report: Any) -> Table:
         Target(
             "≥ 95 % of failures contacted before the customer would notice",
             f"{t['contacted']}/{t['failures']} = {100 * share:.0f} %"
-            + (f" (median true lead {duration(leads[len(leads) // 2])})" if leads else ""),
+            + (f"; true lead time {_spread(leads)}" if leads else ""),
             share >= 0.95,
         ),
         Target(
@@ -207,6 +207,11 @@ def truth_table(t: dict[str, Any], report: Any) -> Table:
             target.name, target.value, "[green]met[/green]" if target.met else "[red]not met[/red]"
         )
     return table
+
+
+def _spread(values: list[float]) -> str:
+    d = Distribution.of(values)
+    return f"median {duration(d.p50)} (p10 {duration(d.p10)}, p90 {duration(d.p90)})"
 
 
 def _span(snap: Any) -> str:
