@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session, col, select
 
-from monitor import cases_cli
+from monitor import cases_cli, report_cli
 from monitor.backtest import TelemetryFileError, run_backtest
 from monitor.config import ConfigError, DatabaseSettings, Settings, load_settings
 from monitor.daemon import Daemon
@@ -35,6 +35,7 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (see docs/).")
 ]
 err = Console(stderr=True, soft_wrap=True)
+app.command("report")(report_cli.report)
 
 
 def _settings(config: Path | None) -> Settings:

@@ -16,6 +16,7 @@ from monitor.config import Settings
 from monitor.ingest import Transport, make_transport
 from monitor.notify.dispatcher import Dispatcher
 from monitor.pipeline import BatchWork, OpenedCase, Pipeline
+from monitor.report import refresh_service_metrics
 from monitor.store import open_database
 from rules import Rule, load_rules
 from rules.watch import RuleWatcher
@@ -23,6 +24,7 @@ from rules.watch import RuleWatcher
 log = logging.getLogger(__name__)
 
 _DB_RETRY_MAX_S = 30.0
+_SERVICE_REPORT_EVERY_S = 60.0
 
 
 class Daemon:
@@ -50,6 +52,7 @@ class Daemon:
         self._install_signal_handlers()
         if self.settings.metrics.enabled:
             start_http_server(self.settings.metrics.port, addr=self.settings.metrics.host)
+        reporter = asyncio.create_task(self._refresh_service_report())
         log.info(
             "monitor started",
             extra={
@@ -72,6 +75,7 @@ class Daemon:
             await self._consume()
         finally:
             self._stop.set()
+            await reporter
             await closer
             await notifier
             await reloader
@@ -146,6 +150,16 @@ class Daemon:
     async def _close_on_stop(self) -> None:
         await self._stop.wait()
         await self.transport.close()
+
+    async def _refresh_service_report(self) -> None:
+        """Keep the ``monitor_service_*`` gauges current while metrics are served."""
+        while self.settings.metrics.enabled and not self._stop.is_set():
+            try:
+                await asyncio.to_thread(refresh_service_metrics, self.engine)
+            except SQLAlchemyError as exc:
+                log.error("service report failed; will retry", extra={"error": str(exc)[:200]})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), _SERVICE_REPORT_EVERY_S)
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

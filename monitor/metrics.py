@@ -48,6 +48,41 @@ EVENT_LAG = Histogram(
         3600.0,
     ),
 )
+# The service report's figures (monitor.report.refresh_service_metrics sets them); NaN while
+# there is nothing to compute a figure from.
+SERVICE_FIGURES = {
+    name: Gauge(f"monitor_service_{name}", help_text)
+    for name, help_text in (
+        ("problems", "Cases that were not false alarms (the report's window)."),
+        ("proactive_share", "Share of problems whose customer was contacted before noticing."),
+        ("art_seconds", "Average resolution time: case opened to resolved."),
+        ("resolution_rate", "Share of problems resolved."),
+        ("csat", "Share of 4 and 5 answers on the 1-5 satisfaction survey."),
+        ("ces", "Mean customer effort score, 1-7 (higher: easier)."),
+        ("nps", "Net promoter score in points (-100 to 100)."),
+        ("helpful_share", "Share of 'was this helpful?' clicks that said yes."),
+        ("retention", "Share of customers who did not leave."),
+        ("messages_per_problem", "Customer messages sent per problem (surveys excluded)."),
+    )
+}
+SERVICE_QUANTILES = {
+    "lead_time_seconds": Gauge(
+        "monitor_service_lead_time_seconds",
+        "Forecast failure time minus case opening, proactive problems, by quantile.",
+        ["quantile"],
+    ),
+    "frt_seconds": Gauge(
+        "monitor_service_frt_seconds",
+        "Automated first response time: proactive case opened to first customer message.",
+        ["quantile"],
+    ),
+}
+SERVICE_SUPPRESSED = Gauge(
+    "monitor_service_suppressed_notifications",
+    "Notifications not sent, by reason (suppression events and unsent outbox statuses).",
+    ["reason"],
+)
+
 BATCH_SIZE = Histogram(
     "monitor_batch_size",
     "Messages per micro-batch handed to the pipeline.",

@@ -1,4 +1,6 @@
-"""The demo: broker, monitor, a simulated fleet, cases opening live, emails, a scored summary.
+"""The demo: broker, monitor, a simulated fleet, cases opening live, emails, a scored summary,
+then the simulated customers acting on what they were sent and the service report (with the
+monitor, and for the same fleet without it) side by side.
 
 Run through ``scripts/demo.sh`` (which installs what is missing first). Everything it starts —
 a Mosquitto on a free port, an SMTP sink, a webhook receiver, the ``monitor run`` process and
@@ -30,11 +32,20 @@ from devenv.http_sink import HttpSink
 from devenv.ports import free_port
 from devenv.prometheus import scrape
 from devenv.smtp_sink import SmtpSink
+from monitor.report import build_report
+from monitor.report_cli import report_table
 from monitor.store import Case, Outbox, open_database
 from simulators.files import write_manifest
 from simulators.fleet import Fleet, build_fleet
 from simulators.publisher import publish_fleet
 from simulators.scoring import score
+from simulators.service_run import (
+    LINGER_DAYS,
+    align_to_simulated_time,
+    prepare_database,
+    run_reactive,
+)
+from simulators.service_sim import CustomerLoop
 
 console = Console(highlight=False)
 DAY = 86400.0
@@ -90,6 +101,7 @@ class Demo:
             finally:
                 self._stop_monitor()
             self._summary(smtp.messages, len(hooks.requests), metrics, report.wall_seconds)
+            self._customer_loop(fleet)
         return 0
 
     def _build_fleet(self) -> Fleet:
@@ -309,6 +321,24 @@ class Demo:
             body = sample.get_body(("plain",))
             text = body.get_content() if body is not None else ""
             console.print(f"To: {sample['To']}\nSubject: {sample['Subject']}\n\n{text.strip()}")
+
+    def _customer_loop(self, fleet: Fleet) -> None:
+        console.print()
+        console.rule("[bold]The customers act: read, book, get visited, answer the survey")
+        # The monitor ran live while the fleet was fast-forwarded: its wall-clock stamps are
+        # moved onto the fleet's clock, keeping their distance from each case's opening.
+        engine = self._engine()
+        align_to_simulated_time(engine)
+        CustomerLoop(fleet, engine).advance(fleet.end + LINGER_DAYS * DAY)
+        reactive = prepare_database(fleet, f"sqlite:///{self.workdir}/reactive.db", self.workdir)
+        run_reactive(fleet, reactive)
+        console.print(
+            f"owners of {len(fleet.devices)} devices read their messages (later at night), book "
+            f"visits and answer surveys; {LINGER_DAYS:.0f} more simulated days for the last "
+            "visits. The same fleet without a monitor: owners phone when the product fails."
+        )
+        columns = {"with the monitor": build_report(engine), "reactive": build_report(reactive)}
+        console.print(report_table(columns, title="Service report (monitor report)"))
         console.rule("demo finished; every process it started has stopped")
 
 
