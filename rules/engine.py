@@ -141,6 +141,8 @@ class RuleEngine:
         self._state: dict[tuple[str, str], _RuleState] = {}
         self._thresholds: dict[tuple[str, str, str], dict[str, float]] = {}
         self._changed = False
+        self._holds_now: set[tuple[str, str]] = set()
+        """(device, rule) whose ``when`` held at the device's latest message."""
 
     def replace_rules(self, rules: list[Rule]) -> None:
         """Swap in a new rule set, keeping progress of rules that kept their name."""
@@ -193,8 +195,7 @@ class RuleEngine:
     def holding(self, device_id: str, rule: str) -> bool:
         """Whether ``rule``'s condition holds for ``device_id`` now (its duration may not
         have passed yet), as of the last batch this engine evaluated."""
-        state = self._state.get((device_id, rule))
-        return state is not None and state.bout_since is not None
+        return (device_id, rule) in self._holds_now
 
     def _thresholds_of(self, rule: Rule, signals: SignalSet) -> Mapping[str, float]:
         if not rule.overrides:
@@ -211,6 +212,7 @@ class RuleEngine:
         state = self._state.get(key)
         ts = facts.signals.ts
         if rule.schedule is not None and not rule.schedule.active(ts, facts.attributes):
+            self._holds_now.discard(key)
             if state is not None and not state.firing:
                 del self._state[key]
             elif state is not None and not holds(rule.when, facts) and _cleared(rule, facts):
@@ -218,9 +220,11 @@ class RuleEngine:
                 return [_cleared_event(rule, facts)]
             return []
         if holds(rule.when, facts):
+            self._holds_now.add(key)
             if state is None:
                 state = self._state[key] = _RuleState()
             return self._holding(rule, facts, state)
+        self._holds_now.discard(key)
         if state is None:
             return []
         events: list[RuleEvent] = []
