@@ -10,7 +10,9 @@ promise; so an escalation reaches the customer only if the new severity is criti
 (no customer message delivered: ``Case.notified_at`` is unset, e.g. the first message is
 still waiting for the end of their quiet hours, or could not be delivered). Then the waiting
 customer messages of the case are superseded by one urgent message, which ignores quiet
-hours, so the customer hears once, and hears now.
+hours, so the customer hears once, and hears now. (A first message already on its way when
+the escalation comes cannot be called back: delivery is at least once, so that customer may
+get both.)
 """
 
 from __future__ import annotations
