@@ -19,7 +19,9 @@ from monitor.cases.incidents import update_incident
 from monitor.cases.noise import NoiseControl
 from monitor.config import NoiseSettings, NotifySettings, SmtpSettings, WebhookSettings
 from monitor.notify import Dispatcher
+from monitor.notify.support import enqueue_incident_opened
 from monitor.store import Case, Customer, Device, Outbox, open_database
+from monitor.store.models import FleetIncident
 from rules.engine import Alarm, RuleEngine
 from tests.test_noise import HOT, T0, alarm, reading, see
 from tests.test_notify import engine, hooks, smtp
@@ -128,6 +130,34 @@ async def test_fleet_incident_notifies_engineering_once(
     announced = [r.json["incident_id"] for r in hooks.requests if r.path != "/chat"]
     assert announced == [body["incident_id"], body["incident_id"] + 1]
     assert smtp.messages == []
+
+
+async def test_undeliverable_incident_message_is_reported_on_the_other_support_channel(
+    engine: Engine, smtp: SmtpSink, hooks: HttpSink
+) -> None:
+    with HttpSink(status=410) as gone:
+        settings = notify_settings(smtp, hooks, chat=True).model_copy(
+            update={"support_webhook": WebhookSettings(url=gone.url, timeout=2.0)}
+        )
+        with Session(engine) as session:
+            incident = FleetIncident(
+                model="HX-1", problem="overheating", opened_at=T0, created_wall=T0
+            )
+            session.add(incident)
+            session.flush()
+            enqueue_incident_opened(session, incident, settings, time.time(), deviating=5)
+            session.commit()
+            incident_id = incident.id
+        await deliver(engine, settings)
+        await deliver(engine, settings)
+
+    chat = [r.json["title"] for r in hooks.requests if r.path == "/chat"]
+    assert chat == [
+        f"Fleet incident {incident_id}: overheating on HX-1",
+        f"Undelivered: webhook incident_opened for fleet incident {incident_id}",
+    ]
+    statuses = {(r.channel, r.purpose): r.status for r in rows(engine)}
+    assert statuses[("webhook", "incident_opened")] == "dead"
 
 
 # --- escalations ----------------------------------------------------------------------------
