@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, col, select
 
@@ -24,7 +25,7 @@ from monitor.cases.feedback import rule_statistics
 from monitor.cases.incidents import IncidentError, update_incident
 from monitor.cases.lifecycle import TransitionError, act, add_note, assign
 from monitor.cases.silencing import SilenceError, add_silence, expire_silence, list_silences
-from monitor.config import Settings
+from monitor.config import ConfigError, Settings
 from monitor.store import Case, open_database
 from monitor.store.models import FleetIncident
 from rules.model import parse_duration
@@ -350,9 +351,14 @@ incidents_app.command("resolve")(
 
 
 def serve_api(config: ConfigOption = None) -> None:
-    """Serve the support API (host and port from the api section) until Ctrl-C."""
+    """Serve the support API (host, port and token from the api section) until Ctrl-C."""
     settings = _load(config)
-    uvicorn.run(create_app(settings), host=settings.api.host, port=settings.api.port)
+    try:
+        api = create_app(settings)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error[/red]\n{escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    uvicorn.run(api, host=settings.api.host, port=settings.api.port)
 
 
 def _iso(ts: float) -> str:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, col, select
 
@@ -53,8 +54,8 @@ def run(config: ConfigOption = None) -> None:
     configure_logging(settings.log.level, settings.log.json_format)
     try:
         daemon = Daemon(settings)
-    except (DatabaseError, RuleFileError) as exc:
-        err.print(f"[red]cannot start[/red]\n{exc}")
+    except (ConfigError, DatabaseError, RuleFileError) as exc:
+        err.print(f"[red]cannot start[/red]\n{escape(str(exc))}")
         raise typer.Exit(2) from exc
     asyncio.run(daemon.run())
 

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -182,6 +182,19 @@ class ApiSettings(_Section):
     """Serve the support API from the daemon too (``monitor api`` serves it on its own)."""
     host: str = "127.0.0.1"
     port: int = Field(default=8088, ge=0, le=65535)
+    token: SecretStr | None = None
+    """Support routes require ``Authorization: Bearer <token>``; unset, the API is open and
+    may only listen on a loopback address. At least 16 characters: a random secret."""
+
+    @field_validator("token")
+    @classmethod
+    def _token_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "the token is shorter than 16 characters; use a random secret, e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
 
 
 class LogSettings(_Section):

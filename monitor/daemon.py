@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.api import create_app
+from monitor.api.auth import check_exposure
 from monitor.api.server import ApiServer
 from monitor.config import Settings
 from monitor.ingest import Transport, make_transport
@@ -36,6 +37,8 @@ class Daemon:
         transport: Transport | None = None,
     ) -> None:
         self.settings = settings
+        if settings.api.enabled:
+            check_exposure(settings.api)  # refused before anything starts
         self.engine = open_database(settings.database.url)
         self.rules = load_rules(settings.rules.dir)
         self.pipeline = Pipeline(settings, self.engine, self.rules)

@@ -107,6 +107,7 @@ class Pipeline:
             record_admission(session, work.admitted, now)
             alarms, suppressed = self.noise.run(session, work.alarms, work.signals)
             cases = self.cases.run(session, alarms)
+            self.cases.announce_incidents(session, suppressed)
             opened = [
                 OpenedCase(c.id or 0, c.device_id, c.problem, c.rule, c.opened_at) for c in cases
             ]

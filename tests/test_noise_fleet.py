@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
+from devenv.http_sink import HttpSink
 from devenv.ports import free_port
 from devenv.smtp_sink import SmtpSink
 from monitor.store import Case, open_database
@@ -51,12 +52,13 @@ def test_fleet_wide_shift_opens_one_fleet_incident_and_no_customer_messages(
     )
     import_manifest(open_database(sqlite_url), manifest)
     api_port = free_port()
-    with SmtpSink() as smtp:
+    with SmtpSink() as smtp, HttpSink() as helpdesk:
         config = write_config(
             tmp_path,
             mqtt_port=broker.port,
             database_url=sqlite_url,
             smtp_port=smtp.port,
+            webhook_url=helpdesk.url,
             extra=f'[rules]\ndir = "{rules_dir}"\n\n[api]\nenabled = true\nport = {api_port}\n',
         )
         with running_monitor(config, tmp_path / "monitor.log") as monitor:
@@ -75,11 +77,14 @@ def test_fleet_wide_shift_opens_one_fleet_incident_and_no_customer_messages(
             wait_until(lambda: monitor.metric("monitor_messages_total") >= sent, 60, "messages")
             suppressed = 'monitor_suppressed_total{reason="fleet_incident"}'
             wait_until(lambda: monitor.metric(suppressed) == len(HEAT_WAVE), 30, "suppressions")
-            time.sleep(1.5)  # long enough for a wrongly queued email to be delivered
+            wait_until(lambda: len(helpdesk.requests) >= 1, 30, "engineering told")
+            time.sleep(1.5)  # long enough for a wrongly queued message to be delivered
             incidents = httpx.get(f"http://127.0.0.1:{api_port}/incidents", timeout=10).json()
             assert monitor.metric("monitor_cases_opened_total") == 0
         assert smtp.messages == []
+        [told] = helpdesk.requests  # engineering hears once; no customer, no case
     [incident] = incidents
+    assert (told.json["event"], told.json["incident_id"]) == ("incident_opened", incident["id"])
     assert (incident["model"], incident["problem"], incident["status"]) == (
         "HX-1",
         "overheating",

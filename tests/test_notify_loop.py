@@ -429,13 +429,19 @@ def link_after(text: str, label: str) -> str:
 
 
 async def first_email(
-    engine: Engine, smtp: SmtpSink, api: FeedbackApi, *, sent_at: float, link_days: float = 30.0
+    engine: Engine,
+    smtp: SmtpSink,
+    api: FeedbackApi,
+    *,
+    sent_at: float,
+    link_days: float = 30.0,
+    language: str = "en",
 ) -> tuple[int, str]:
     """Open a case for a customer without quiet hours; the case and its email's text."""
     settings = api.settings.model_copy(
         update={"smtp": SmtpSettings(port=smtp.port, timeout=2.0), "feedback_link_days": link_days}
     )
-    customer = berlin_customer(language="en", quiet_hours="")
+    customer = berlin_customer(language=language, quiet_hours="")
     shop = Shop(engine, settings, Clock(sent_at), customer)
     case_id = shop.open_case()
     await shop.deliver()
@@ -443,16 +449,47 @@ async def first_email(
     return case_id, text_of(message)
 
 
-async def test_helpful_link_records_answer(
+async def test_prefetching_a_link_records_nothing(
+    engine: Engine, smtp: SmtpSink, feedback_api: FeedbackApi
+) -> None:
+    case_id, text = await first_email(
+        engine, smtp, feedback_api, sent_at=time.time(), language="de"
+    )
+    yes = link_after(text, "Ja")
+    visit = re.search(r"(http://\S+/visit/\S+)", text)
+    assert visit is not None
+    async with httpx.AsyncClient() as client:  # what a mail scanner does with every link
+        pages = [await client.get(link) for link in (yes, visit.group(1))]
+        heads = [await client.head(link) for link in (yes, visit.group(1))]
+
+    assert [page.status_code for page in pages] == [200, 200]
+    answer_page, visit_page = (page.text for page in pages)
+    assert '<html lang="de">' in answer_page
+    assert "War unsere Nachricht hilfreich?" in answer_page
+    assert "Antwort senden" in answer_page
+    assert "Ja, Besuch buchen" in visit_page
+    for page in (answer_page, visit_page):
+        assert '<form method="post">' in page
+    assert all(head.status_code in (200, 405) for head in heads)
+    with Session(engine) as session:
+        assert list(session.exec(select(SurveyResponse))) == []
+        case = session.get(Case, case_id)
+        assert case is not None
+        assert case.status == "notified"
+        kinds = session.exec(select(CaseEvent.kind).where(CaseEvent.actor == "customer"))
+        assert list(kinds) == []
+
+
+async def test_confirming_a_link_records_the_answer(
     engine: Engine, smtp: SmtpSink, feedback_api: FeedbackApi
 ) -> None:
     case_id, text = await first_email(engine, smtp, feedback_api, sent_at=time.time())
     yes, no = link_after(text, "Yes"), link_after(text, "No")
     assert yes.startswith(feedback_api.base_url + "/feedback/")
 
-    async with httpx.AsyncClient() as client:
-        answered = await client.get(yes)
-        tampered = await client.get(no[:-3] + ("abc" if not no.endswith("abc") else "xyz"))
+    async with httpx.AsyncClient() as client:  # the button on the page the link shows
+        answered = await client.post(yes)
+        tampered = await client.post(no[:-3] + ("abc" if not no.endswith("abc") else "xyz"))
     assert answered.status_code == 200
     assert "Thank you" in answered.text
     assert tampered.status_code == 400
@@ -466,7 +503,7 @@ async def test_helpful_link_records_answer(
         )
 
     async with httpx.AsyncClient() as client:
-        changed = await client.get(no)  # a change of mind replaces the answer
+        changed = await client.post(no)  # a change of mind replaces the answer
     assert changed.status_code == 200
     with Session(engine) as session:
         [answer] = session.exec(select(SurveyResponse))
@@ -480,7 +517,7 @@ async def test_visit_link_acknowledges_case_and_opens_booking_page(
     visit = re.search(r"(http://\S+/visit/\S+)", text)
     assert visit is not None
     async with httpx.AsyncClient() as client:
-        response = await client.get(visit.group(1))
+        response = await client.post(visit.group(1))
     assert response.status_code == 303
     booking = feedback_api.settings.booking_url
     assert response.headers["location"] == f"{booking}?case={case_id}"
@@ -497,9 +534,9 @@ async def test_expired_link_is_refused(
     _, text = await first_email(engine, smtp, feedback_api, sent_at=two_days_ago, link_days=1.0)
     yes = link_after(text, "Yes")
     async with httpx.AsyncClient() as client:
-        response = await client.get(yes)
-    assert response.status_code == 400
-    assert "expired" in response.text
+        shown, sent = await client.get(yes), await client.post(yes)
+    assert (shown.status_code, sent.status_code) == (400, 400)
+    assert "expired" in shown.text
     with Session(engine) as session:
         assert list(session.exec(select(SurveyResponse))) == []
 
@@ -521,7 +558,7 @@ async def test_survey_answers_are_stored_on_the_case(
 
     async with httpx.AsyncClient() as client:
         for link in (csat[4][1], ces[5][1], nps[9][1]):
-            assert (await client.get(link)).status_code == 200
+            assert (await client.post(link)).status_code == 200
     with Session(engine) as session:
         answers = session.exec(select(SurveyResponse).where(SurveyResponse.case_id == case_id))
         assert sorted((a.question, a.score) for a in answers) == [

@@ -2,14 +2,21 @@
 
 Routes (``router``; include it in the API app):
 
-* ``GET /feedback/{token}`` — stores the answer the signed token carries (``helpful`` 0/1,
-  ``csat`` 1–5, ``ces`` 1–7, ``nps`` 0–10) as a :class:`~monitor.store.SurveyResponse` on
-  its case and answers with a short thank-you page in the customer's language.
-* ``GET /visit/{token}`` — records that the customer wants a visit (a case still waiting
-  for them becomes "acknowledged") and redirects (303) to ``notify.booking_url``.
+* ``GET /feedback/{token}`` — a page in the customer's language that shows the question and
+  the answer the signed token carries (``helpful`` 0/1, ``csat`` 1–5, ``ces`` 1–7, ``nps``
+  0–10) with one button; it records nothing.
+* ``POST /feedback/{token}`` (the button) — stores the answer as a
+  :class:`~monitor.store.SurveyResponse` on its case and thanks the customer.
+* ``GET /visit/{token}`` — a page asking the customer to confirm they want a visit; records
+  nothing.
+* ``POST /visit/{token}`` (the button) — records that the customer wants a visit (a case
+  still waiting for them becomes "acknowledged") and redirects (303) to ``notify.booking_url``.
 
-A forged, altered or expired token is answered 400 with a page that says so; a token for a
-case that no longer exists, 404. Tokens are made by :mod:`monitor.notify.links`.
+Reading a link changes nothing because mail scanners and link previews fetch the links in
+a message before (or instead of) the customer: only the customer presses the button. A
+forged, altered or expired token is answered 400 with a page that says so; a token for a
+case that no longer exists, 404. Tokens are made by :mod:`monitor.notify.links`; the pages
+are Jinja2 templates in ``templates/`` (English, German, Japanese).
 
 The routes read ``request.app.state.engine`` (the monitor's database) and
 ``request.app.state.settings`` (:class:`~monitor.config.Settings`), and the monitor's clock
@@ -19,13 +26,14 @@ dependencies :func:`database`, :func:`notify_settings` and :func:`monitor_clock`
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Callable
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -34,15 +42,16 @@ from monitor.notify.answers import UnknownCaseError, record_answer, request_visi
 from monitor.notify.links import VISIT, LinkClaim, LinkError, read_token
 from monitor.notify.outbox import booking_link
 from monitor.notify.render import template_language
-from monitor.store import Customer
+from monitor.store import Case, Customer
 
 router = APIRouter(tags=["feedback"])
 
-_THANKS = {
-    "en": "Thank you! We have recorded your answer.",
-    "de": "Vielen Dank! Wir haben Ihre Antwort gespeichert.",
-    "ja": "ご回答ありがとうございました。",
-}
+_ANSWER = "answer"
+_PAGES = Environment(
+    loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+)
 
 
 def database(request: Request) -> Engine:
@@ -69,51 +78,88 @@ ClockDep = Annotated[Callable[[], float], Depends(monitor_clock)]
 
 
 @router.get("/feedback/{token}", response_class=HTMLResponse)
+def confirm_answer(
+    token: str, engine: EngineDep, settings: SettingsDep, clock: ClockDep
+) -> HTMLResponse:
+    """Show the answer in ``token`` with a button that sends it; records nothing."""
+    return _confirmation(token, engine, settings, clock(), wanted=_ANSWER)
+
+
+@router.post("/feedback/{token}", response_class=HTMLResponse)
 def answer(token: str, engine: EngineDep, settings: SettingsDep, clock: ClockDep) -> HTMLResponse:
     """Store the answer in ``token`` and thank the customer."""
     now = clock()
-    claim = _verified(token, settings, now)
+    claim = _claim(token, settings, now, wanted=_ANSWER)
     if isinstance(claim, HTMLResponse):
         return claim
-    if claim.question == VISIT:
-        return _page("This link books a visit; please use the visit link.", status=400)
     with Session(engine) as session:
         try:
             record_answer(session, claim, now)
         except UnknownCaseError:
-            return _page("We could not find this service case.", status=404)
+            return _problem("We could not find this service case.", 404)
         language = _language(session, claim.customer_id)
         session.commit()
-    return _page(_THANKS[language], language=language)
+    return _page("thanks", language)
 
 
-@router.get("/visit/{token}", response_model=None)
+@router.get("/visit/{token}", response_class=HTMLResponse)
+def confirm_visit(
+    token: str, engine: EngineDep, settings: SettingsDep, clock: ClockDep
+) -> HTMLResponse:
+    """Ask the customer to confirm that they want a visit; records nothing."""
+    return _confirmation(token, engine, settings, clock(), wanted=VISIT)
+
+
+@router.post("/visit/{token}", response_model=None)
 def visit(
     token: str, engine: EngineDep, settings: SettingsDep, clock: ClockDep
 ) -> HTMLResponse | RedirectResponse:
     """Record that the customer wants a visit and send them on to the booking page."""
     now = clock()
-    claim = _verified(token, settings, now)
+    claim = _claim(token, settings, now, wanted=VISIT)
     if isinstance(claim, HTMLResponse):
         return claim
-    if claim.question != VISIT:
-        return _page("This link records an answer, not a visit.", status=400)
     with Session(engine) as session:
         try:
             request_visit(session, claim, now)
         except UnknownCaseError:
-            return _page("We could not find this service case.", status=404)
+            return _problem("We could not find this service case.", 404)
         session.commit()
     return RedirectResponse(booking_link(settings.booking_url, claim.case_id), status_code=303)
 
 
-def _verified(token: str, settings: NotifySettings, now: float) -> LinkClaim | HTMLResponse:
+def _confirmation(
+    token: str, engine: Engine, settings: NotifySettings, now: float, *, wanted: str
+) -> HTMLResponse:
+    """The page with the one button that acts on ``token`` (read-only)."""
+    claim = _claim(token, settings, now, wanted=wanted)
+    if isinstance(claim, HTMLResponse):
+        return claim
+    with Session(engine) as session:
+        if session.get(Case, claim.case_id) is None:
+            return _problem("We could not find this service case.", 404)
+        language = _language(session, claim.customer_id)
+    page = "confirm_visit" if wanted == VISIT else "confirm_answer"
+    context = {"case_id": claim.case_id, "question": claim.question, "score": claim.score}
+    return _page(page, language, context)
+
+
+def _claim(
+    token: str, settings: NotifySettings, now: float, *, wanted: str
+) -> LinkClaim | HTMLResponse:
+    """The verified claim of ``token`` if it is a link of the ``wanted`` kind, else the page
+    that says what is wrong."""
     if not settings.feedback_secret:
-        return _page("Feedback links are not enabled.", status=404)
+        return _problem("Feedback links are not enabled.", 404)
     try:
-        return read_token(settings.feedback_secret, token, now)
+        claim = read_token(settings.feedback_secret, token, now)
     except LinkError as exc:
-        return _page(str(exc).capitalize() + ".", status=400)
+        return _problem(str(exc).capitalize() + ".", 400)
+    if wanted == VISIT and claim.question != VISIT:
+        return _problem("This link records an answer, not a visit.", 400)
+    if wanted == _ANSWER and claim.question == VISIT:
+        return _problem("This link books a visit; please use the visit link.", 400)
+    return claim
 
 
 def _language(session: Session, customer_id: str | None) -> str:
@@ -121,11 +167,12 @@ def _language(session: Session, customer_id: str | None) -> str:
     return template_language(customer.language if customer is not None else None)
 
 
-def _page(message: str, *, status: int = 200, language: str = "en") -> HTMLResponse:
-    text = html.escape(message)
-    body = (
-        f'<!DOCTYPE html><html lang="{language}"><head><meta charset="utf-8">'
-        f"<title>{text}</title></head>"
-        f'<body style="font-family: Arial, sans-serif;"><p>{text}</p></body></html>'
-    )
-    return HTMLResponse(body, status_code=status)
+def _page(name: str, language: str, context: dict[str, Any] | None = None) -> HTMLResponse:
+    template = _PAGES.get_template(f"{name}.{language}.html")
+    return HTMLResponse(template.render({**(context or {}), "language": language}))
+
+
+def _problem(message: str, status: int) -> HTMLResponse:
+    # Said before (or instead of) reading the customer's language: English.
+    html = _PAGES.get_template("problem.html").render(message=message, language="en")
+    return HTMLResponse(html, status_code=status)

@@ -9,23 +9,38 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from monitor.cases.noise.base import Suppressed
 from monitor.cases.plot import NothingToPlotError, render_case_plot
 from monitor.config import NotifySettings
+from monitor.notify.escalation import customer_must_hear, enqueue_case_escalated
 from monitor.notify.outbox import enqueue_case_opened
+from monitor.notify.support import enqueue_incident_opened
 from monitor.store import Case, CaseEvent, Customer, Device
-from monitor.store.models import OPEN_CASE_STATUSES
+from monitor.store.models import OPEN_CASE_STATUSES, FleetIncident
 from rules.engine import Alarm
 from rules.model import SEVERITY_RANK
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """An open case raised from severity ``before`` to ``case.severity``."""
+
+    case: Case
+    before: str
+
+
 class CaseOpener:
-    """The cases stage: alarms in, newly opened cases out (with their notifications queued)."""
+    """The cases stage: alarms in, newly opened cases out (with their notifications queued).
+
+    It also queues what escalations of open cases and newly opened fleet incidents tell
+    support (see :meth:`announce_incidents`)."""
 
     def __init__(self, notify: NotifySettings, *, enqueue: bool = True) -> None:
         """``enqueue=False`` opens cases without queueing any notification (backtests)."""
@@ -36,7 +51,9 @@ class CaseOpener:
         opened: list[Case] = []
         for alarm in alarms:
             if alarm.escalation:
-                escalate(session, alarm)
+                escalation = escalate(session, alarm)
+                if escalation is not None and self._enqueue:
+                    self._announce_escalation(session, escalation, alarm)
                 continue
             if "open_case" not in alarm.actions:
                 continue
@@ -44,6 +61,46 @@ class CaseOpener:
             if case is not None:
                 opened.append(case)
         return opened
+
+    def announce_incidents(self, session: Session, suppressed: list[Suppressed]) -> int:
+        """Queue engineering's message for each fleet incident that ``suppressed`` opened
+        (never a customer message); returns how many rows were added."""
+        if not self._enqueue:
+            return 0
+        added = 0
+        for item in suppressed:
+            detail = item.verdict.detail
+            if item.verdict.reason != "fleet_incident" or not detail.get("opened"):
+                continue
+            incident = session.get(FleetIncident, detail["incident_id"])
+            if incident is not None:
+                rows = enqueue_incident_opened(
+                    session, incident, self._notify, time.time(), deviating=detail["deviating"]
+                )
+                added += len(rows)
+        return added
+
+    def _announce_escalation(self, session: Session, escalation: Escalation, alarm: Alarm) -> None:
+        to_customer = "notify_customer" in alarm.actions
+        to_support = "notify_support" in alarm.actions
+        case = escalation.case
+        device = session.get(Device, case.device_id)
+        if device is None or not (to_customer or to_support):
+            return
+        customer = _customer_of(session, device)
+        urgent_first = to_customer and customer is not None and customer_must_hear(case)
+        enqueue_case_escalated(
+            session,
+            case,
+            escalation.before,
+            device=device,
+            customer=customer,
+            settings=self._notify,
+            now=time.time(),
+            to_customer=to_customer,
+            to_support=to_support,
+            plot=_plot_or_none(case) if urgent_first else None,
+        )
 
     def _open(self, session: Session, alarm: Alarm) -> Case | None:
         if _open_case_exists(session, alarm.device_id, alarm.problem):
@@ -75,9 +132,7 @@ class CaseOpener:
             CaseEvent(case_id=case.id, at_wall=now, kind="opened", detail={"rule": alarm.rule})
         )
         device = session.get(Device, alarm.device_id)
-        customer = None
-        if device is not None and device.customer_id:
-            customer = session.get(Customer, device.customer_id)
+        customer = _customer_of(session, device) if device is not None else None
         to_customer = "notify_customer" in alarm.actions
         to_support = "notify_support" in alarm.actions
         if self._enqueue and device is not None and (to_customer or to_support):
@@ -93,6 +148,10 @@ class CaseOpener:
                 to_support=to_support,
             )
         return case
+
+
+def _customer_of(session: Session, device: Device) -> Customer | None:
+    return session.get(Customer, device.customer_id) if device.customer_id else None
 
 
 def _plot_or_none(case: Case) -> bytes | None:
@@ -112,8 +171,9 @@ def _open_case_exists(session: Session, device_id: str, problem: str) -> bool:
     return session.exec(query).first() is not None
 
 
-def escalate(session: Session, alarm: Alarm) -> Case | None:
-    """Raise the open case of the alarm's device and problem to the alarm's severity."""
+def escalate(session: Session, alarm: Alarm) -> Escalation | None:
+    """Raise the open case of the alarm's device and problem to the alarm's severity
+    (None if there is no open case, or it is already as severe)."""
     query = select(Case).where(
         Case.device_id == alarm.device_id,
         Case.problem == alarm.problem,
@@ -134,4 +194,4 @@ def escalate(session: Session, alarm: Alarm) -> Case | None:
             detail={"rule": alarm.rule, "from": before, "to": alarm.severity, "at": alarm.at},
         )
     )
-    return case
+    return Escalation(case, before)

@@ -56,7 +56,7 @@ from monitor.notify.display import publish_display_message
 from monitor.notify.email import send_email
 from monitor.notify.errors import DeliveryError
 from monitor.notify.followups import SURVEY, enqueue_due_followups
-from monitor.notify.outbox import CASE_OPENED, enqueue_dead_letter_alert
+from monitor.notify.outbox import enqueue_dead_letter_alert
 from monitor.notify.quiet_hours import quiet_until
 from monitor.notify.retry import retry_delay
 from monitor.notify.webhook import post_webhook
@@ -80,7 +80,8 @@ class _Claimed:
     """An outbox row taken out of the session, so delivery never touches the database."""
 
     id: int
-    case_id: int
+    case_id: int | None
+    incident_id: int | None
     channel: str
     purpose: str
     recipient: str
@@ -338,11 +339,13 @@ class Dispatcher:
                 "recipient": _shown_recipient(row),
                 "attempts": row.attempts + 1,
             }
-            session.add(
-                CaseEvent(case_id=row.case_id, at_wall=now, kind=_sent_event(row), detail=detail)
-            )
-            if row.channel in CUSTOMER_CHANNELS and row.purpose == CASE_OPENED:
-                self._first_response(session, row.case_id, now, detail)
+            if row.case_id is not None:
+                event = CaseEvent(
+                    case_id=row.case_id, at_wall=now, kind=_sent_event(row), detail=detail
+                )
+                session.add(event)
+                if row.channel in CUSTOMER_CHANNELS and row.purpose != SURVEY:
+                    self._first_response(session, row.case_id, now, detail)
             session.commit()
         NOTIFICATIONS.labels(row.channel, "sent").inc()
         log.info(
@@ -350,6 +353,7 @@ class Dispatcher:
             extra={
                 "outbox_id": row.id,
                 "case_id": row.case_id,
+                "incident_id": row.incident_id,
                 "channel": row.channel,
                 "attempts": row.attempts + 1,
             },
@@ -357,7 +361,8 @@ class Dispatcher:
 
     @staticmethod
     def _first_response(session: Session, case_id: int, now: float, detail: dict[str, Any]) -> None:
-        """The customer has been told: stamp the first response and move the case on."""
+        """The customer has been told: stamp the first response and move the case on (a no-op
+        for a reminder, which only follows a first response)."""
         case = session.get(Case, case_id)
         if case is None:
             return
@@ -393,6 +398,7 @@ class Dispatcher:
         fields = {
             "outbox_id": row.id,
             "case_id": row.case_id,
+            "incident_id": row.incident_id,
             "channel": row.channel,
             "purpose": row.purpose,
             "attempts": attempts,
@@ -410,21 +416,22 @@ class Dispatcher:
         self, session: Session, row: _Claimed, attempts: int, error: DeliveryError, now: float
     ) -> int:
         """Record the dead letter on its case and queue support's alerts; returns how many."""
-        session.add(
-            CaseEvent(
-                case_id=row.case_id,
-                at_wall=now,
-                kind="notification_failed",
-                detail={
-                    "outbox_id": row.id,
-                    "channel": row.channel,
-                    "purpose": row.purpose,
-                    "recipient": _shown_recipient(row),
-                    "attempts": attempts,
-                    "error": str(error)[:1000],
-                },
+        if row.case_id is not None:
+            session.add(
+                CaseEvent(
+                    case_id=row.case_id,
+                    at_wall=now,
+                    kind="notification_failed",
+                    detail={
+                        "outbox_id": row.id,
+                        "channel": row.channel,
+                        "purpose": row.purpose,
+                        "recipient": _shown_recipient(row),
+                        "attempts": attempts,
+                        "error": str(error)[:1000],
+                    },
+                )
             )
-        )
         dead = session.get(Outbox, row.id)
         assert dead is not None
         return len(enqueue_dead_letter_alert(session, dead, self._settings, now))
@@ -453,6 +460,7 @@ def _detach(row: Outbox) -> _Claimed:
     return _Claimed(
         id=row.id,
         case_id=row.case_id,
+        incident_id=row.incident_id,
         channel=row.channel,
         purpose=row.purpose,
         recipient=row.recipient,

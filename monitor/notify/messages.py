@@ -52,7 +52,8 @@ def customer_row(
     ``context`` is the template context; the row is due at ``now``, or when the customer's
     quiet hours end if ``now`` is inside them and the problem is not critical.
     """
-    template = "case_opened" if purpose.startswith("reminder") else purpose
+    # Reminders and an urgent escalation repeat the first message (rendered for the case now).
+    template = "case_opened" if purpose.startswith(("reminder", "case_escalated")) else purpose
     customer = to.customer
     if channel == EMAIL:
         assert customer.email is not None

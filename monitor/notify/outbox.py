@@ -10,24 +10,17 @@ rows, so it is not announced again). Reminders, when configured, are their own p
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from monitor.config import NotifySettings
-from monitor.notify.channels import (
-    APPRISE,
-    DISPLAY,
-    EMAIL,
-    SUPPORT_APPRISE,
-    WEBHOOK,
-    customer_channels,
-)
+from monitor.notify.channels import APPRISE, DISPLAY, EMAIL, WEBHOOK, customer_channels
 from monitor.notify.knowledge import self_help
 from monitor.notify.messages import URGENT_SEVERITIES, Addressee, customer_row, link_maker
 from monitor.notify.quiet_hours import customer_zone
-from monitor.notify.render import render_short
+from monitor.notify.support import iso, support_rows
 from monitor.store import Case, Customer, Device, Outbox
 
 log = logging.getLogger(__name__)
@@ -85,14 +78,16 @@ def customer_messages(
     *,
     plot: bytes | None = None,
 ) -> list[Outbox]:
-    """The rows telling ``to`` about their case (``case_opened`` or ``reminder_<n>``)."""
+    """The rows telling ``to`` about their case (``case_opened``, ``reminder_<n>`` or an
+    urgent ``case_escalated:<severity>``)."""
     channels = customer_channels(to.customer)
     if not channels:
         log.info(
             "customer not told: no channel with an address",
             extra={"case_id": to.case_id, "customer_id": to.customer.id},
         )
-    context = case_message_context(to, settings, now, reminder=purpose != CASE_OPENED)
+    reminder = purpose.startswith("reminder")
+    context = case_message_context(to, settings, now, reminder=reminder)
     return [
         customer_row(channel, purpose, to, context=context, settings=settings, now=now, plot=plot)
         for channel in channels
@@ -142,36 +137,22 @@ def enqueue_dead_letter_alert(
         "event": DEAD_LETTER,
         "outbox_id": dead.id,
         "case_id": dead.case_id,
+        "incident_id": dead.incident_id,
         "channel": dead.channel,
         "purpose": dead.purpose,
         "attempts": dead.attempts,
         "error": dead.last_error,
     }
-    rows: list[Outbox] = []
-    if settings.support_webhook.url and dead.channel != WEBHOOK:
-        rows.append(
-            _support_row(
-                WEBHOOK,
-                purpose,
-                dead.case_id,
-                recipient=settings.support_webhook.url,
-                payload=fact,
-                now=now,
-            )
-        )
-    if settings.support_apprise_urls and dead.channel != SUPPORT_APPRISE:
-        rendered = render_short("support", DEAD_LETTER, "en", fact)
-        message = {"title": rendered.title, "body": rendered.body}
-        rows.append(
-            _support_row(
-                SUPPORT_APPRISE,
-                purpose,
-                dead.case_id,
-                recipient="support",
-                payload=message,
-                now=now,
-            )
-        )
+    rows = support_rows(
+        purpose,
+        fact,
+        template=DEAD_LETTER,
+        settings=settings,
+        now=now,
+        case_id=dead.case_id,
+        incident_id=dead.incident_id,
+        skip_channel=dead.channel,
+    )
     session.add_all(rows)
     return rows
 
@@ -197,9 +178,9 @@ def webhook_body(
         "rule": case.rule,
         "severity": case.severity,
         "status": case.status,
-        "opened_at": _iso(case.opened_at),
+        "opened_at": iso(case.opened_at),
         "opened_at_epoch": case.opened_at,
-        "predicted_failure_at": _iso(case.predicted_failure_at),
+        "predicted_failure_at": iso(case.predicted_failure_at),
         "predicted_failure_at_epoch": case.predicted_failure_at,
         "suggested_action": case.suggested_action,
         "evidence": case.evidence,
@@ -222,48 +203,13 @@ def _support_rows(
     now: float,
 ) -> list[Outbox]:
     body = webhook_body(case, case_id, device, customer, settings)
-    rows: list[Outbox] = []
-    if settings.support_webhook.url:
-        rows.append(
-            _support_row(
-                WEBHOOK,
-                CASE_OPENED,
-                case_id,
-                recipient=settings.support_webhook.url,
-                payload=body,
-                now=now,
-            )
-        )
-    if settings.support_apprise_urls:
-        rendered = render_short("support", CASE_OPENED, "en", {**body, "kind": device.kind})
-        message = {"title": rendered.title, "body": rendered.body}
-        # The URLs are read from the settings when sending: they hold credentials.
-        rows.append(
-            _support_row(
-                SUPPORT_APPRISE, CASE_OPENED, case_id, recipient="support", payload=message, now=now
-            )
-        )
-    return rows
-
-
-def _support_row(
-    channel: str,
-    purpose: str,
-    case_id: int,
-    *,
-    recipient: str,
-    payload: dict[str, Any],
-    now: float,
-) -> Outbox:
-    return Outbox(
+    return support_rows(
+        CASE_OPENED,
+        body,
+        template=CASE_OPENED,
+        settings=settings,
+        now=now,
         case_id=case_id,
-        channel=channel,
-        purpose=purpose,
-        recipient=recipient,
-        language="en",
-        payload=payload,
-        next_attempt_at=now,
-        created_wall=now,
     )
 
 
@@ -274,9 +220,3 @@ def _forecast(case: Case, timezone: str) -> tuple[int | None, str | None]:
     days = max(1, round((case.predicted_failure_at - case.opened_at) / _DAY_S))
     when = datetime.fromtimestamp(case.predicted_failure_at, tz=customer_zone(timezone))
     return days, when.date().isoformat()
-
-
-def _iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
+from sqlalchemy import JSON, CheckConstraint, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 CASE_STATUSES = (
@@ -123,16 +123,25 @@ class CaseEvent(SQLModel, table=True):
 
 
 class Outbox(SQLModel, table=True):
-    """A notification waiting to be delivered, written in the same transaction as its case.
+    """A notification waiting to be delivered, written in the same transaction as its case
+    or fleet incident.
 
-    The unique key makes "one message per case and purpose" a database fact, so a retried
-    transaction can never queue the same notification twice.
+    Every row is about exactly one case or one fleet incident. The unique keys make "one
+    message per case (or incident), channel and purpose" a database fact, so a retried
+    transaction can never queue the same notification twice. There are two keys because
+    SQLite and PostgreSQL both treat NULLs as distinct in a unique constraint: the case key
+    says nothing about incident rows (their ``case_id`` is NULL), and the other way round.
     """
 
-    __table_args__ = (UniqueConstraint("case_id", "channel", "purpose", name="one_message"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "channel", "purpose", name="one_message"),
+        UniqueConstraint("incident_id", "channel", "purpose", name="one_incident_message"),
+        CheckConstraint("(case_id IS NULL) <> (incident_id IS NULL)", name="case_or_incident"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    case_id: int = Field(foreign_key="case.id", index=True)
+    case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    incident_id: int | None = Field(default=None, foreign_key="fleetincident.id", index=True)
     channel: str
     purpose: str
     recipient: str

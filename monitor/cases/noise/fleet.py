@@ -77,15 +77,17 @@ class FleetIncidents:
         active = max(self._tracker.active(model, alarm.at, self._active), together)
         if together < self._min or together < self._share * active:
             return None
-        incident = self._open_or_join(ctx, model, alarm, active)
-        return Verdict(
-            self.name, {"incident_id": incident.id, "deviating": together, "active": active}
-        )
+        incident, opened = self._open_or_join(ctx, model, alarm, active)
+        detail = {"incident_id": incident.id, "deviating": together, "active": active}
+        # Only the alarm that opened the incident says so: it is what engineering is told of.
+        return Verdict(self.name, {**detail, "opened": True} if opened else detail)
 
     def _open_or_join(
         self, ctx: BatchContext, model: str, alarm: Alarm, active: int
-    ) -> FleetIncident:
+    ) -> tuple[FleetIncident, bool]:
+        """The open incident of the model and problem, and whether this alarm opened it."""
         incident = _open_incident(ctx, model, alarm.problem)
+        opened = incident is None
         if incident is None:
             incident = FleetIncident(
                 model=model,
@@ -102,13 +104,14 @@ class FleetIncidents:
                 # Another monitor process opened it a moment ago: join that one.
                 incident = _open_incident(ctx, model, alarm.problem)
                 assert incident is not None
+                opened = False
         if alarm.device_id not in incident.devices:
             incident.devices = [*incident.devices, alarm.device_id]
         if alarm.rule not in incident.rules:
             incident.rules = [*incident.rules, alarm.rule]
         ctx.session.add(incident)
         ctx.session.flush()
-        return incident
+        return incident, opened
 
 
 def _open_incident(ctx: BatchContext, model: str, problem: str) -> FleetIncident | None:
