@@ -60,6 +60,9 @@ def sent_messages(rows: Iterable[Outbox]) -> dict[int, dict[str, float]]:
     """Per case, each problem message (by purpose) and when it first went out on any channel."""
     sent: dict[int, dict[str, float]] = defaultdict(dict)
     for row in rows:
+        # Incident messages (no case) go to engineering, never to a customer.
+        if row.case_id is None:
+            continue
         if row.status == "sent" and row.sent_at is not None and is_problem_message(row):
             earlier = sent[row.case_id].get(row.purpose, row.sent_at)
             sent[row.case_id][row.purpose] = min(earlier, row.sent_at)

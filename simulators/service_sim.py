@@ -112,13 +112,13 @@ class CustomerLoop:
             assert row.id is not None
             assert row.sent_at is not None
             self._seen_messages.add(row.id)
-            case = session.get(Case, row.case_id)
-            if case is None or not is_problem_message(row):
+            case = session.get(Case, row.case_id) if row.case_id is not None else None
+            if case is None or case.id is None or not is_problem_message(row):
                 continue
             self._already_noticed(session, case)
             owner = self.owners.get(case.device_id)
             if owner is not None:
-                self._push(owner.read_at(row.sent_at, row.id), "read", row.case_id)
+                self._push(owner.read_at(row.sent_at, row.id), "read", case.id)
 
     # The owner ----------------------------------------------------------------------------
 
