@@ -37,7 +37,7 @@ from monitor.config import (
     SmtpSettings,
     WebhookSettings,
 )
-from monitor.report import Distribution, build_report, is_problem_message
+from monitor.report import Distribution, build_report, is_problem_message, quiet_wait
 from monitor.report_cli import duration, report_table
 from monitor.store import Case, Outbox
 from simulators.fleet import Fleet, build_fleet
@@ -143,7 +143,7 @@ def fleet_truth_figures(fleet: Fleet, engine: Engine, repaired: dict[str, float]
             # Told by a case opened just before the onset, and repaired before it failed.
             contacted += 1
     frt = [
-        r.sent_at - c.opened_at
+        r.sent_at - c.opened_at - quiet_wait(r, c.opened_at)
         for r, c in sent
         if c.source == "proactive" and r.sent_at is not None
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -70,9 +71,17 @@ class Pipeline:
     """Owns the per-device state of every stage and runs batches through them in order."""
 
     def __init__(
-        self, settings: Settings, engine: Engine, rules: list[Rule], *, notify: bool = True
+        self,
+        settings: Settings,
+        engine: Engine,
+        rules: list[Rule],
+        *,
+        notify: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """``notify=False`` opens cases without queueing notifications (backtests)."""
+        """``notify=False`` opens cases without queueing notifications (backtests); ``clock``
+        stamps cases, incidents and suppressions and decides when their messages fall due
+        (a simulation passes its simulated clock)."""
         self._settings = settings
         self._engine = engine
         self.decoder = Decoder(
@@ -84,8 +93,8 @@ class Pipeline:
         self.detect = DetectStage(settings.detect)
         self.attributes = AttributeBook(engine)
         self.rules = RuleEngine(rules, self.attributes.get)
-        self.noise = NoiseControl(settings.noise, self.rules)
-        self.cases = CaseOpener(settings.notify, enqueue=notify)
+        self.noise = NoiseControl(settings.noise, self.rules, clock)
+        self.cases = CaseOpener(settings.notify, enqueue=notify, clock=clock)
         self._touched: set[str] = set()
         self._last_checkpoint = time.monotonic()
         self._restore()

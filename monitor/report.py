@@ -12,6 +12,8 @@ customer reported it first).
 * FRT: case opened → first response. The first response is ``Case.notified_at`` or, when that
   is not stamped, the first customer message the outbox sent. ``frt`` is over proactive cases
   (the automated message), ``frt_reactive`` over reactive ones (the support team's call-back).
+  ``frt_awake`` is ``frt`` with the wait for the customer's quiet hours to end taken out: the
+  monitor's own speed, where ``frt`` is what the customer experienced.
 * ART: case opened → resolved, over resolved problems; resolution rate: resolved problems
   over problems.
 * CSAT: share of 4 and 5 answers (1–5); CES: mean (1–7, higher is easier); NPS: promoters
@@ -40,6 +42,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from monitor.metrics import SERVICE_FIGURES, SERVICE_QUANTILES, SERVICE_SUPPRESSED
+from monitor.notify.quiet_hours import quiet_until
 from monitor.store import Case, CaseEvent, Customer, Device, Outbox, SurveyResponse
 
 SUPPORT_CHANNELS = frozenset({"webhook", "support_apprise"})
@@ -49,6 +52,14 @@ CUSTOMER_LEFT = "customer_left"
 _SURVEY_PURPOSES = ("survey", "csat", "nps")
 _FINISHED = frozenset({"pending", "sent"})
 QUANTILES = (0.1, 0.5, 0.9)
+
+
+def quiet_wait(row: Outbox, opened_at: float) -> float:
+    """Seconds of a message's delay that the customer's quiet hours account for: a case opened
+    at 3 a.m. for a customer who sleeps until 7 waits four hours on purpose."""
+    quiet = row.payload.get("quiet")
+    wake = quiet_until(quiet["hours"], quiet["timezone"], opened_at) if quiet else None
+    return max(0.0, wake - opened_at) if wake is not None else 0.0
 
 
 def is_problem_message(row: Outbox) -> bool:
@@ -100,6 +111,7 @@ class ServiceReport:
     proactive_share: float | None
     lead_time: Distribution
     frt: Distribution
+    frt_awake: Distribution
     frt_reactive: Distribution
     art: Distribution
     resolution_rate: float | None
@@ -173,6 +185,7 @@ def compute_report(  # noqa: PLR0917 -- the tables, in the order the docstring n
             if c.source == "proactive" and c.predicted_failure_at is not None
         ),
         frt=_response_times(cases, first, "proactive"),
+        frt_awake=_awake_response_times(cases, messages),
         frt_reactive=_response_times(cases, first, "reactive"),
         art=Distribution.of(
             c.resolved_at - c.opened_at for c in resolved if c.resolved_at is not None
@@ -258,6 +271,23 @@ def _response_times(
         max(0.0, response - c.opened_at)
         for c in cases
         if c.source == source and (response := first[c.id]) is not None
+    )
+
+
+def _awake_response_times(cases: Sequence[Case], messages: Sequence[Outbox]) -> Distribution:
+    first: dict[int, Outbox] = {}
+    for message in messages:
+        if message.case_id is None or message.status != "sent" or message.sent_at is None:
+            continue
+        if not is_problem_message(message):
+            continue
+        known = first.get(message.case_id)
+        if known is None or (known.sent_at or 0.0) > message.sent_at:
+            first[message.case_id] = message
+    return Distribution.of(
+        max(0.0, (row.sent_at or 0.0) - c.opened_at - quiet_wait(row, c.opened_at))
+        for c in cases
+        if c.source == "proactive" and c.id is not None and (row := first.get(c.id)) is not None
     )
 
 

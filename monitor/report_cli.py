@@ -126,6 +126,7 @@ _ROWS: tuple[tuple[str, Callable[[ServiceReport], str]], ...] = (
     ("contacted before the customer noticed", lambda r: _pct(r.proactive_share)),
     ("forecast lead time, median", _dist(lambda r: r.lead_time)),
     ("first response, automated: median", _dist(lambda r: r.frt)),
+    ("  … quiet hours aside: median", _dist(lambda r: r.frt_awake)),
     ("first response, support team: median", _dist(lambda r: r.frt_reactive)),
     ("resolution time, mean", lambda r: duration(r.art.mean)),
     ("resolution rate", lambda r: _pct(r.resolution_rate)),

@@ -35,6 +35,8 @@ class Customer:
     language: str
     channel: str
     site: Site
+    quiet_hours: str = ""
+    """No messages in these local hours unless critical ("22:00-07:00"); empty: any time."""
 
 
 def make_customer(rng: np.random.Generator, number: int) -> Customer:
@@ -51,4 +53,6 @@ def make_customer(rng: np.random.Generator, number: int) -> Customer:
         language=language,
         channel="email",
         site=site,
+        # By number rather than drawn, so that fleets of earlier versions stay the same.
+        quiet_hours="" if number % 3 == 0 else "22:00-07:00",
     )

@@ -35,6 +35,7 @@ MANIFEST_FIELDS = (
     "channel",
     "timezone",
     "site",
+    "quiet_hours",
 )
 _KIND_ORDER = ("water_pump", "heat_pump", "home_battery", "ev_charger")
 _PLAN_STREAM, _SERIES_STREAM, _BENIGN_STREAM = 0, 1, 2
@@ -201,6 +202,7 @@ class Fleet:
                 "channel": d.customer.channel,
                 "timezone": d.customer.site.timezone,
                 "site": d.customer.site.name,
+                "quiet_hours": d.customer.quiet_hours,
             }
             for d in self.devices
         ]

@@ -77,24 +77,30 @@ async def run_proactive(
     engine: Engine,
     settings: Settings,
     *,
-    batch: int = 500,
+    batch: int | None = None,
     linger_days: float = LINGER_DAYS,
     on_progress: Progress | None = None,
 ) -> CustomerLoop:
     """The fleet through the monitor with its owners acting; returns the owners' loop."""
-    pipeline = Pipeline(settings, engine, load_rules(settings.rules.dir))
     clock = SimulatedClock(fleet.start)
+    pipeline = Pipeline(settings, engine, load_rules(settings.rules.dir), clock=clock)
     dispatcher = Dispatcher(engine, settings.notify, clock=clock)
     loop = CustomerLoop(fleet, engine)
     # Half a sample more, so that rounding cannot cost the twin its last sample.
     days = (fleet.samples + 0.5) * fleet.step / DAY
     twin = build_fleet(fleet.seed, len(fleet.devices), days, fleet.step, fleet.start, 0.0)
     done = 0
-    for messages, last_ts in _batches(fleet, twin, loop, settings.mqtt.topic_prefix, batch):
+    # One sampling step of the fleet per batch by default: the monitor's clock (quiet hours,
+    # first response) then moves in steps no coarser than a live monitor's would matter.
+    size = batch or len(fleet.devices)
+    for messages, last_ts in _batches(fleet, twin, loop, settings.mqtt.topic_prefix, size):
         began = time.time()
+        # The batch's cases are stamped as of its last message, then moved to their own
+        # opening below (with the wait, quiet hours for one, that the outbox chose).
+        clock.set(last_ts)
         opened = pipeline.commit(pipeline.compute(messages, now=last_ts))
         if opened:
-            _move_to_simulated_time(engine, opened, began)
+            _move_to_simulated_time(engine, opened)
             for case in sorted(opened, key=lambda c: c.opened_at):
                 # Delivered as a live monitor would: the real time it took, after the event.
                 clock.set(case.opened_at + (time.time() - began))
@@ -147,31 +153,32 @@ def _repaired(reading: Reading, twin: Fleet, fixed_at: float | None) -> Reading:
     return dataclasses.replace(reading, metrics=metrics)
 
 
-def _move_to_simulated_time(engine: Engine, opened: list[OpenedCase], began: float) -> None:
+def _move_to_simulated_time(engine: Engine, opened: list[OpenedCase]) -> None:
+    """Stamp each case opened in a batch at its own opening rather than the batch's end.
+
+    A message held for quiet hours keeps its (absolute) wake-up time; any other falls due at
+    the opening, as it would have in a live monitor that saw the batch as it came.
+    """
     with Session(engine) as session:
         for opened_case in opened:
             case = session.get(Case, opened_case.case_id)
             if case is None:
                 continue
-            case.created_wall = _simulated(case.opened_at, case.created_wall, began)
+            case.created_wall = case.opened_at
             session.add(case)
             events = select(CaseEvent).where(
                 CaseEvent.case_id == case.id, CaseEvent.kind == "opened"
             )
             for event in session.exec(events):
-                event.at_wall = _simulated(case.opened_at, event.at_wall, began)
+                event.at_wall = case.opened_at
                 session.add(event)
             rows = select(Outbox).where(Outbox.case_id == case.id, col(Outbox.status) == "pending")
             for row in session.exec(rows):
-                wait = max(0.0, row.next_attempt_at - row.created_wall)
-                row.created_wall = _simulated(case.opened_at, row.created_wall, began)
-                row.next_attempt_at = row.created_wall + wait
+                held = row.next_attempt_at > row.created_wall
+                row.created_wall = case.opened_at
+                row.next_attempt_at = row.next_attempt_at if held else case.opened_at
                 session.add(row)
         session.commit()
-
-
-def _simulated(event_time: float, wall: float, began: float) -> float:
-    return event_time + max(0.0, wall - began)
 
 
 def align_to_simulated_time(engine: Engine) -> None:

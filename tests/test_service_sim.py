@@ -118,8 +118,11 @@ def test_short_service_run_end_to_end(tmp_path: Path) -> None:
     assert with_monitor.proactive_share > 0.0
     assert without.frt_reactive.p50 is not None
     assert without.frt_reactive.p50 >= HOUR
+    assert with_monitor.frt_awake.maximum is not None
+    assert with_monitor.frt_awake.maximum < 60.0
+    # Owners who keep their nights quiet are told when they wake, not at 3 a.m.
     assert with_monitor.frt.maximum is not None
-    assert with_monitor.frt.maximum < 60.0
+    assert with_monitor.frt.maximum >= with_monitor.frt_awake.maximum
 
 
 def test_owners_leave_more_often_after_a_bad_experience() -> None:

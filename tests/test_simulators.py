@@ -335,7 +335,10 @@ def test_manifest_has_exact_keys_and_a_mix_of_languages(tmp_path: Path) -> None:
         "channel",
         "timezone",
         "site",
+        "quiet_hours",
     ]
+    # Two owners in three keep the night quiet; the third is happy to hear at any hour.
+    assert {r["quiet_hours"] for r in rows} == {"22:00-07:00", ""}
     assert {r["language"] for r in rows} == {"en", "de", "ja"}
     assert rows[6]["email"] == "owner-0007@example.com"
     assert {r["channel"] for r in rows} == {"email"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -42,16 +43,25 @@ class CaseOpener:
     It also queues what escalations of open cases and newly opened fleet incidents tell
     support (see :meth:`announce_incidents`)."""
 
-    def __init__(self, notify: NotifySettings, *, enqueue: bool = True) -> None:
-        """``enqueue=False`` opens cases without queueing any notification (backtests)."""
+    def __init__(
+        self,
+        notify: NotifySettings,
+        *,
+        enqueue: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``enqueue=False`` opens cases without queueing any notification (backtests).
+        ``clock`` is the monitor's clock: wall time live, simulated time in a simulation (it
+        decides when messages fall due, quiet hours included)."""
         self._notify = notify
         self._enqueue = enqueue
+        self._clock = clock
 
     def run(self, session: Session, alarms: list[Alarm]) -> list[Case]:
         opened: list[Case] = []
         for alarm in alarms:
             if alarm.escalation:
-                escalation = escalate(session, alarm)
+                escalation = escalate(session, alarm, self._clock())
                 if escalation is not None and self._enqueue:
                     self._announce_escalation(session, escalation, alarm)
                 continue
@@ -75,7 +85,7 @@ class CaseOpener:
             incident = session.get(FleetIncident, detail["incident_id"])
             if incident is not None:
                 rows = enqueue_incident_opened(
-                    session, incident, self._notify, time.time(), deviating=detail["deviating"]
+                    session, incident, self._notify, self._clock(), deviating=detail["deviating"]
                 )
                 added += len(rows)
         return added
@@ -96,7 +106,7 @@ class CaseOpener:
             device=device,
             customer=customer,
             settings=self._notify,
-            now=time.time(),
+            now=self._clock(),
             to_customer=to_customer,
             to_support=to_support,
             plot=_plot_or_none(case) if urgent_first else None,
@@ -105,7 +115,7 @@ class CaseOpener:
     def _open(self, session: Session, alarm: Alarm) -> Case | None:
         if _open_case_exists(session, alarm.device_id, alarm.problem):
             return None
-        now = time.time()
+        now = self._clock()
         case = Case(
             device_id=alarm.device_id,
             problem=alarm.problem,
@@ -171,7 +181,7 @@ def _open_case_exists(session: Session, device_id: str, problem: str) -> bool:
     return session.exec(query).first() is not None
 
 
-def escalate(session: Session, alarm: Alarm) -> Escalation | None:
+def escalate(session: Session, alarm: Alarm, now: float) -> Escalation | None:
     """Raise the open case of the alarm's device and problem to the alarm's severity
     (None if there is no open case, or it is already as severe)."""
     query = select(Case).where(
@@ -189,7 +199,7 @@ def escalate(session: Session, alarm: Alarm) -> Escalation | None:
     session.add(
         CaseEvent(
             case_id=case.id,
-            at_wall=time.time(),
+            at_wall=now,
             kind="escalated",
             detail={"rule": alarm.rule, "from": before, "to": alarm.severity, "at": alarm.at},
         )

@@ -16,6 +16,7 @@ in ``monitor_suppressed_total{reason}``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from sqlmodel import Session
 
@@ -70,7 +71,10 @@ def build_stages(settings: NoiseSettings, tracker: FleetTracker) -> list[NoiseSt
 class NoiseControl:
     """Runs alarms through the stages; holds the only in-memory state (the fleet tracker)."""
 
-    def __init__(self, settings: NoiseSettings, rules: RuleEngine) -> None:
+    def __init__(
+        self, settings: NoiseSettings, rules: RuleEngine, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._clock = clock
         self.rules = rules
         self.tracker = FleetTracker()
         self.stages = build_stages(settings, self.tracker)
@@ -84,7 +88,7 @@ class NoiseControl:
         self, session: Session, alarms: list[Alarm], signals: list[SignalSet]
     ) -> tuple[list[Alarm], list[Suppressed]]:
         """Alarms that may open cases, and those suppressed (already logged in ``session``)."""
-        ctx = BatchContext(session, alarms, signals)
+        ctx = BatchContext(session, alarms, signals, self._clock())
         passed: list[Alarm] = []
         suppressed: list[Suppressed] = []
         for alarm in alarms:
@@ -99,7 +103,7 @@ class NoiseControl:
             suppressed.append(Suppressed(alarm, verdict))
             session.add(
                 Suppression(
-                    at_wall=time.time(),
+                    at_wall=ctx.now,
                     alarm_at=alarm.at,
                     device_id=alarm.device_id,
                     problem=alarm.problem,

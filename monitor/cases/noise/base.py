@@ -33,6 +33,8 @@ class BatchContext:
     session: Session
     alarms: list[Alarm]
     signals: list[SignalSet]
+    now: float
+    """The monitor's clock for this batch (wall time live, simulated in a simulation)."""
     passed: set[tuple[str, str]] = field(default_factory=set)
     """(device, problem) of alarms already let through in this batch."""
     _devices: dict[str, Device | None] = field(default_factory=dict)

@@ -9,8 +9,6 @@ customer hears about a fleet-wide event because their device happened to fire fi
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -93,7 +91,7 @@ class FleetIncidents:
                 model=model,
                 problem=alarm.problem,
                 opened_at=alarm.at,
-                created_wall=time.time(),
+                created_wall=ctx.now,
                 active_devices=active,
             )
             try:
