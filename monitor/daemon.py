@@ -36,7 +36,7 @@ class Daemon:
         transport: Transport | None = None,
     ) -> None:
         self.settings = settings
-        self.engine = open_database(settings.database.url)
+        self.engine = open_database(settings.database.url, settings.database.migrate)
         self.rules = load_rules(settings.rules.dir)
         self.pipeline = Pipeline(settings, self.engine, self.rules)
         self.transport = transport or make_transport(settings.mqtt)

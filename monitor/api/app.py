@@ -12,7 +12,7 @@ from monitor.store import open_database
 def create_app(settings: Settings) -> FastAPI:
     """The support API on ``settings.database`` (its tables are created if missing)."""
     app = FastAPI(title="IoT proactive service monitor", version="1")
-    app.state.engine = open_database(settings.database.url)
+    app.state.engine = open_database(settings.database.url, settings.database.migrate)
     app.state.settings = settings
     app.include_router(cases.router)
     app.include_router(noise.router)

@@ -7,20 +7,26 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import SQLModel, create_engine
+from sqlmodel import create_engine
 
-from monitor.store import models as _models  # noqa: F401  (registers the tables)
+from monitor.store.schema import MigrateMode, SchemaError, prepare
 
 
 class DatabaseError(Exception):
     """The database cannot be reached or prepared; the message says which and why."""
 
 
-def open_database(url: str) -> Engine:
-    """Create an engine for ``url`` and make sure every table exists."""
-    engine = _create(url)
+def open_database(url: str, migrate: MigrateMode = "auto") -> Engine:
+    """Create an engine for ``url`` with the schema at this monitor's revision.
+
+    An empty database gets every table; an older one is upgraded (``migrate="auto"``) or
+    refused (``"check"``); one newer than this monitor is refused (see docs/database.md).
+    """
+    engine = connect(url)
     try:
-        SQLModel.metadata.create_all(engine)
+        prepare(engine, migrate)
+    except SchemaError as exc:
+        raise DatabaseError(str(exc)) from exc
     except Exception as exc:
         raise DatabaseError(
             f"database {engine.url.render_as_string(hide_password=True)} is not usable: {exc}. "
@@ -29,7 +35,8 @@ def open_database(url: str) -> Engine:
     return engine
 
 
-def _create(url: str) -> Engine:
+def connect(url: str) -> Engine:
+    """An engine for ``url`` as it is: no table is created or changed."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
