@@ -18,7 +18,7 @@ from sqlmodel import Session, SQLModel, select
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.store import Case, Customer, DatabaseError, open_database
+from monitor.store import Case, Customer, DatabaseError, Outbox, open_database
 from monitor.store.db import connect
 from monitor.store.schema import BASELINE, alembic_config, head
 
@@ -60,6 +60,14 @@ def add_open_case(url: str) -> None:
                 "'sustained-deviation', 'warning', 'open', 1000.0, 1000.0, 'Inspect.', '{}')"
             )
         )
+        connection.execute(
+            text(
+                "INSERT INTO outbox (case_id, channel, purpose, recipient, language, payload, "
+                "status, attempts, next_attempt_at, last_error, created_wall) VALUES "
+                "(1, 'email', 'case_opened', 'ada@example.com', 'en', '{}', 'sent', 1, 0.0, '', "
+                "1000.0)"
+            )
+        )
     engine.dispose()
 
 
@@ -92,7 +100,8 @@ def test_database_from_the_previous_release_is_upgraded_on_start(
         engine = open_database(database_url)
 
     upgraded = [r for r in caplog.records if r.getMessage() == "database schema upgraded"]
-    assert [r.__dict__["ran"] for r in upgraded] == [["0002"]]
+    [ran] = [r.__dict__["ran"] for r in upgraded]
+    assert (ran[0], ran[-1]) == ("0002", head())
     assert revision_of(engine) == [head()]
     schema = inspect(engine)
     assert {c["name"] for c in schema.get_columns("case")} >= CASE_COLUMNS_ADDED
@@ -102,6 +111,8 @@ def test_database_from_the_previous_release_is_upgraded_on_start(
         assert "visit_scheduled" in open_case_index_definition(connection)
     with Session(engine) as session:
         [case] = session.exec(select(Case)).all()
+        [message] = session.exec(select(Outbox)).all()
+        assert (message.case_id, message.recipient) == (case.id, "ada@example.com")
         assert (case.device_id, case.status, case.source) == ("pump-1", "open", "proactive")
         customer = session.get(Customer, "c1")
         assert customer is not None

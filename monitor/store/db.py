@@ -29,7 +29,7 @@ def open_database(url: str, migrate: MigrateMode = "auto") -> Engine:
         raise DatabaseError(str(exc)) from exc
     except Exception as exc:
         raise DatabaseError(
-            f"database {engine.url.render_as_string(hide_password=True)} is not usable: {exc}. "
+            f"database {engine.url.render_as_string(hide_password=True)} is not usable: {exc or repr(exc)}. "
             "Fix: check database.url and that the server is running."
         ) from exc
     return engine
