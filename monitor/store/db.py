@@ -28,8 +28,9 @@ def open_database(url: str, migrate: MigrateMode = "auto") -> Engine:
     except SchemaError as exc:
         raise DatabaseError(str(exc)) from exc
     except Exception as exc:
+        where = engine.url.render_as_string(hide_password=True)
         raise DatabaseError(
-            f"database {engine.url.render_as_string(hide_password=True)} is not usable: {exc or repr(exc)}. "
+            f"database {where} is not usable: {exc or repr(exc)}. "
             "Fix: check database.url and that the server is running."
         ) from exc
     return engine

@@ -122,7 +122,7 @@ def prepare(engine: Engine, mode: MigrateMode) -> list[str]:
     """Bring the database to this monitor's revision; return the revisions that ran.
 
     Raises :class:`SchemaError` for a database newer than this monitor, or an older one in
-    "check" mode. A database already at the head costs one query.
+    "check" mode. A database already at the head costs two small queries.
     """
     with engine.connect() as connection:
         if state(connection).current == head():
