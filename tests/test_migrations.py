@@ -199,7 +199,7 @@ def test_processes_starting_together_on_an_empty_database_create_it_once(
     for thread in threads:
         thread.join(60)
 
-    assert errors == []
+    assert [str(e) for e in errors] == []
     assert revision_of(connect(database_url)) == [head()]
 
 

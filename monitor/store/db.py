@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,23 @@ def connect(url: str) -> Engine:
 def _tune_sqlite(dbapi_connection: Any, _record: object) -> None:
     # WAL lets the API and CLI read while the daemon writes; NORMAL sync is safe under WAL.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _use_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    # The mode is stored in the file, so this is a no-op after the first connection. The first
+    # switch needs a moment's exclusive lock and SQLite does not wait for it: processes
+    # starting together on a new file take turns.
+    for delay in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 0.0):
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or not delay:
+                raise
+            time.sleep(delay)
