@@ -66,7 +66,7 @@ def run_backtest(
 ) -> BacktestResult:
     """Replay ``telemetry`` through the pipeline; write the cases (and scores) CSVs."""
     started = time.perf_counter()
-    engine = open_database(settings.database.url)
+    engine = open_database(settings.database.url, settings.database.migrate)
     pipeline = Pipeline(settings, engine, rules, notify=False)
     prefix = settings.mqtt.topic_prefix
     rows = accepted = 0

@@ -57,7 +57,8 @@ def register(
 
 @contextmanager
 def _session(config: Path | None) -> Iterator[Session]:
-    with Session(open_database(_load(config).database.url)) as session:
+    database = _load(config).database
+    with Session(open_database(database.url, database.migrate)) as session:
         yield session
 
 

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, col, select
 
-from monitor import cases_cli, report_cli
+from monitor import cases_cli, db_cli, report_cli
 from monitor.backtest import TelemetryFileError, run_backtest
 from monitor.config import ConfigError, DatabaseSettings, Settings, load_settings
 from monitor.daemon import Daemon
@@ -102,7 +102,9 @@ def import_devices(
     """Import devices and their customers from a manifest (updates existing ones)."""
     settings = _settings(config)
     try:
-        devices, customers = import_manifest(open_database(settings.database.url), manifest)
+        devices, customers = import_manifest(
+            open_database(settings.database.url, settings.database.migrate), manifest
+        )
     except (ManifestError, DatabaseError, OSError) as exc:
         err.print(f"[red]import failed[/red]\n{exc}")
         raise typer.Exit(1) from exc
@@ -117,7 +119,7 @@ def list_cases(
 ) -> None:
     """List cases, newest first."""
     settings = _settings(config)
-    engine = open_database(settings.database.url)
+    engine = open_database(settings.database.url, settings.database.migrate)
     with Session(engine) as session:
         query = select(Case).order_by(col(Case.opened_at).desc())
         if status:
@@ -145,6 +147,7 @@ def list_cases(
 
 
 cases_cli.register(app, cases_app, _settings)
+db_cli.register(app, _settings)
 
 
 def main() -> None:

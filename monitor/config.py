@@ -57,6 +57,9 @@ class IngestSettings(_Section):
 
 class DatabaseSettings(_Section):
     url: str = "sqlite:///var/monitor.db"
+    migrate: Literal["auto", "check"] = "auto"
+    """An older database's schema on start: "auto" upgrades it (logging the revisions that
+    ran); "check" refuses to start until `monitor db upgrade` is run (see docs/database.md)."""
 
     @field_validator("url")
     @classmethod

@@ -39,7 +39,7 @@ class Daemon:
         self.settings = settings
         if settings.api.enabled:
             check_exposure(settings.api)  # refused before anything starts
-        self.engine = open_database(settings.database.url)
+        self.engine = open_database(settings.database.url, settings.database.migrate)
         self.rules = load_rules(settings.rules.dir)
         self.pipeline = Pipeline(settings, self.engine, self.rules)
         self.transport = transport or make_transport(settings.mqtt)

@@ -40,5 +40,5 @@ def configure_logging(level: str, json_format: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "aiosqlite", "mail.log"):
+    for noisy in ("httpx", "httpcore", "aiosqlite", "mail.log", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

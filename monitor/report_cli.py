@@ -63,7 +63,9 @@ def report(
     try:
         settings = load_settings(config)
         start = parse_since(since) if since is not None else None
-        result = build_report(open_database(settings.database.url), start)
+        result = build_report(
+            open_database(settings.database.url, settings.database.migrate), start
+        )
     except (ConfigError, DatabaseError, ValueError) as exc:
         err.print(f"[red]report failed[/red]\n{exc}")
         raise typer.Exit(2) from exc

@@ -212,10 +212,11 @@ async def test_escalation_tells_support_once_per_step(
     told = [
         (r.json["event"], r.json["severity"], r.json.get("from_severity")) for r in hooks.requests
     ]
-    assert told == [
-        ("case_opened", "info", None),
-        ("case_escalated", "warning", "info"),
+    # The two steps went out in one delivery round, in parallel: their order is not defined.
+    assert told[0] == ("case_opened", "info", None)
+    assert sorted(told[1:]) == [
         ("case_escalated", "critical", "warning"),
+        ("case_escalated", "warning", "info"),
     ]
     assert len(smtp.messages) == 1  # the customer was told already: not again
     assert case_of(engine).severity == "critical"

@@ -18,7 +18,7 @@ def create_app(settings: Settings) -> FastAPI:
     """
     check_exposure(settings.api)
     app = FastAPI(title="IoT proactive service monitor", version="1")
-    app.state.engine = open_database(settings.database.url)
+    app.state.engine = open_database(settings.database.url, settings.database.migrate)
     app.state.settings = settings
     support = [Depends(require_token)]
     app.include_router(cases.router, dependencies=support)

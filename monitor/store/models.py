@@ -13,6 +13,13 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+# A migration can only alter or drop a constraint it can name; these are the names PostgreSQL
+# gives unnamed foreign keys itself, so old and new databases agree (see docs/database.md).
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",  # SQLAlchemy's default, kept
+    "fk": "%(table_name)s_%(column_0_name)s_fkey",
+}
+
 CASE_STATUSES = (
     "open",
     "notified",
