@@ -37,21 +37,46 @@ cycles against the weather and make runs on different days differ."""
 
 
 def evaluate_seed(
-    seed: int, devices: int, days: float, workdir: Path
-) -> tuple[Score, dict[str, Any]]:
+    seed: int, devices: int, days: float, workdir: Path, rules_dir: Path | None = None
+) -> tuple[Score, dict[str, Any], list[dict[str, str]]]:
     fleet = build_fleet(seed, devices, days, step=300.0, start=START)
     telemetry = workdir / f"telemetry-{seed}.csv"
     write_fleet(fleet, telemetry)
     settings = Settings(database=DatabaseSettings(url=f"sqlite:///{workdir}/seed-{seed}.db"))
     cases_csv = workdir / f"cases-{seed}.csv"
-    result = run_backtest(telemetry, settings, load_rules(settings.rules.dir), cases_csv)
+    rules = load_rules(rules_dir or settings.rules.dir)
+    result = run_backtest(telemetry, settings, rules, cases_csv)
     with cases_csv.open(newline="") as handle:
-        cases = [(r["device_id"], float(r["opened_at"])) for r in csv.DictReader(handle)]
+        rows = list(csv.DictReader(handle))
+    cases = [(r["device_id"], float(r["opened_at"])) for r in rows]
     print(
         f"seed {seed}: {result.rows:,} rows in {result.seconds:.1f} s "
         f"({result.rows / result.seconds * 60:,.0f} rows/min), {result.cases} cases"
     )
-    return score(fleet.truth(), cases), fleet.truth()
+    return score(fleet.truth(), cases), fleet.truth(), rows
+
+
+def report_per_rule(results: list[tuple[Score, dict[str, Any], list[dict[str, str]]]]) -> None:
+    """Each rule scored alone, as if it were the only rule (for tuning candidate rules)."""
+    names = sorted({r["rule"] for _, _, rows in results for r in rows})
+    for name in names:
+        print(f"\n=== rule {name}")
+        report(
+            [
+                (
+                    score(
+                        truth,
+                        [
+                            (r["device_id"], float(r["opened_at"]))
+                            for r in rows
+                            if r["rule"] == name
+                        ],
+                    ),
+                    truth,
+                )
+                for _, truth, rows in results
+            ]
+        )
 
 
 def _days(values: list[float], percentile: float = 50.0) -> str:
@@ -128,13 +153,21 @@ def main() -> None:
     parser.add_argument("--seeds", default="2,3,4", help="comma-separated (tuning seed: 1)")
     parser.add_argument("--devices", type=int, default=60)
     parser.add_argument("--days", type=float, default=30.0)
+    parser.add_argument("--rules", type=Path, default=None, help="rule directory to evaluate")
+    parser.add_argument(
+        "--per-rule", action="store_true", help="also score every rule on its own (tuning)"
+    )
     args = parser.parse_args()
     # Refused rows (the simulator's late and duplicate messages) are counted, not narrated.
     logging.getLogger("monitor").setLevel(logging.ERROR)
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory(prefix="monitor-evaluate-") as tmp:
-        results = [evaluate_seed(seed, args.devices, args.days, Path(tmp)) for seed in seeds]
-    report(results)
+        results = [
+            evaluate_seed(seed, args.devices, args.days, Path(tmp), args.rules) for seed in seeds
+        ]
+    report([(result, truth) for result, truth, _ in results])
+    if args.per_rule:
+        report_per_rule(results)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ def run_backtest(
     started = time.perf_counter()
     engine = open_database(settings.database.url)
     pipeline = Pipeline(settings, engine, rules, notify=False)
+    pipeline.event_clock = True
     prefix = settings.mqtt.topic_prefix
     rows = accepted = 0
     with contextlib.ExitStack() as stack:

@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 from monitor.cases import CaseOpener
 from monitor.config import Settings
 from monitor.detect import DetectStage, SignalSet
-from monitor.ingest import Admission, Admitted, Decoder, RawMessage
+from monitor.ingest import Admission, Admitted, Decoder, RawMessage, Telemetry
 from monitor.ingest.records import (
     count_and_log,
     load_known_devices,
@@ -39,6 +39,7 @@ from monitor.store import DeviceState
 from rules import Alarm, Rule, RuleEngine
 
 log = logging.getLogger(__name__)
+_SILENCE_CHECK_S = 60.0
 
 
 @dataclass(slots=True)
@@ -80,6 +81,9 @@ class Pipeline:
         self.rules = RuleEngine(rules)
         self.cases = CaseOpener(settings.notify, enqueue=notify)
         self._touched: set[str] = set()
+        self.event_clock = False
+        """True in a backtest: time is the messages' own, so silence is judged on it."""
+        self._silence_checked = float("-inf")
         self._last_checkpoint = time.monotonic()
         self._restore()
 
@@ -90,7 +94,20 @@ class Pipeline:
         admitted = self.admission.run(decoded)
         signals = self.detect.run(admitted.telemetry)
         alarms = self.rules.run(signals)
+        alarms += self.rules.run(self._silent(admitted.telemetry, now))
+        for alarm in alarms:
+            # The chart behind the numbers: the metric's recent course against its band.
+            alarm.evidence["series"] = self.detect.evidence_series(alarm.device_id)
         return BatchWork(messages, admitted, signals, alarms)
+
+    def _silent(self, telemetry: list[Telemetry], now: float) -> list[SignalSet]:
+        """Silence signals at most once a minute of the clock: event time (the newest
+        message) in a backtest, the wall clock live."""
+        clock = max((t.ts for t in telemetry), default=None) if self.event_clock else now
+        if clock is None or clock - self._silence_checked < _SILENCE_CHECK_S:
+            return []
+        self._silence_checked = clock
+        return self.detect.silent(clock)
 
     def commit(self, work: BatchWork) -> list[OpenedCase]:
         """Write the batch's outcome in one transaction; raises if the database is away."""
