@@ -236,3 +236,35 @@ def test_history_trend_recovers_a_linear_slope_across_gaps(slope: float, steps: 
     assert math.isclose(history.trend, 0.1 * slope, abs_tol=0.02)
     forecast = history.buckets_to(10.0)
     assert forecast is None or all(v >= 0.0 for v in forecast)
+
+
+def _heat_pump(
+    snap_from: float, rng_days: random.Random
+) -> Callable[[float, random.Random], dict[str, float]]:
+    offsets = [rng_days.uniform(-4.0, 4.0) for _ in range(30)]
+
+    def metrics(ts: float, r: random.Random) -> dict[str, float]:
+        outdoor = 5.0 + 4.0 * math.sin(2 * math.pi * ts / DAY) + offsets[int(ts // DAY)]
+        if ts >= snap_from:
+            outdoor -= 10.0
+        return {
+            "outdoor_temp_c": outdoor + r.gauss(0, 0.2),
+            "cop": 3.0 + 0.06 * outdoor + r.gauss(0, 0.03),
+        }
+
+    return metrics
+
+
+def test_outdoor_temperature_explains_a_cold_snap_but_not_a_fault() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(13)
+    out = feed(stage, "hp", 7 * DAY, _heat_pump(5 * DAY, random.Random(1)), rng)
+    assert max(s.value("deviation", "cop") or 0.0 for s in out if s.ts > 5 * DAY) < 3.0
+    leaking = _heat_pump(5 * DAY, random.Random(1))
+
+    def leak(ts: float, r: random.Random) -> dict[str, float]:
+        m = leaking(ts, r)
+        return {**m, "cop": m["cop"] - 0.5}
+
+    out = feed(stage, "hp", DAY, leak, rng, t0=7 * DAY)
+    assert (out[-1].value("deviation", "cop") or 0.0) > 4.0

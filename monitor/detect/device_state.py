@@ -8,6 +8,7 @@ from typing import Any
 
 from monitor.config import DetectSettings
 from monitor.detect.base import MetricSignal
+from monitor.detect.context import ContextSlope, context_metric
 from monitor.detect.duty_cycle import DutyCycle
 from monitor.detect.history import BucketHistory
 from monitor.detect.interval import MessageInterval
@@ -45,6 +46,7 @@ class MetricTracker:
     failure_at: float | None = None
     prior: bool = False
     """Started from a peer's baseline: judged from the first message, not after learning."""
+    context: ContextSlope = field(default_factory=ContextSlope)
 
 
 _RECENT_S = 24 * 3600.0
@@ -60,6 +62,7 @@ class DeviceState:
         "_settings",
         "anomaly",
         "bucket_s",
+        "context",
         "duty",
         "extra",
         "failure_at",
@@ -79,6 +82,8 @@ class DeviceState:
         self.duty = DutyCycle(decide_after=settings.warmup_samples)
         self.interval = MessageInterval()
         self.bucket_s = 0.0
+        self.context: str | None = None
+        """The metric describing the device's surroundings ("" if none), once seen."""
         self.extra: dict[str, float] = {}
         """Device-level signals: the most urgent metric's forecast."""
         self.failure_at: float | None = None
@@ -113,13 +118,15 @@ class DeviceState:
             self.recent.clear()
         zs: dict[str, float] = {}
         learning = True
+        ctx_name, ctx = self._context_residual(metrics, state, ts)
         for name, value in metrics.items():
             key = f"{name}|{state}" if state else name
             tracker = self.trackers.get(key)
             if tracker is None:
                 tracker = self.trackers[key] = self._new_tracker(key, ts)
             baseline = tracker.baseline
-            z = baseline.score_one(value, ts)
+            explained = tracker.context.beta * ctx if ctx and name != ctx_name else 0.0
+            z = baseline.score_one(value - explained, ts)
             if baseline.warm:
                 zs[name] = z
             # After a gap the first sample is still one sample: it must not set the level alone.
@@ -128,24 +135,44 @@ class DeviceState:
             tracker.last_ts = ts
             deviation = 0.0
             learning = ts - tracker.first_ts < learning_s
-            if baseline.warm and (tracker.prior or not learning):
+            # The surroundings are context, not health: a cold week is not the device's fault.
+            if baseline.warm and (tracker.prior or not learning) and name != ctx_name:
                 deviation = peers.adjust(self.model, key, device_id, tracker.smoothed, ts)
                 if self.bucket_s:
                     self._bucket(tracker, ts, z, deviation)
                 shown = f"{name} ({state})" if state else name
                 self.recent[shown] = (
                     ts,
-                    MetricSignal(value, baseline.expected(ts), deviation, tracker.extra),
+                    MetricSignal(
+                        value, baseline.expected(ts) + explained, deviation, tracker.extra
+                    ),
                 )
             # Hold the baseline while the metric is far off, or drifting steadily away: a slow
             # fault must not become normal. Not while still learning, though: the first days
             # must see every operating state.
             if learning or (abs(deviation) < s.hold_z and tracker.failure_at is None):
-                baseline.learn_one(value, ts)
+                if ctx and name != ctx_name and baseline.n:
+                    weight = decay(ts - baseline.last_ts, s.baseline_halflife_hours * 3600.0)
+                    tracker.context.learn(value - baseline.expected(ts), ctx, weight)
+                baseline.learn_one(value - explained, ts)
         self.anomaly = self._relationships(state, zs, learning, smoothing_s)
         return {
             shown: signal for shown, (seen, signal) in self.recent.items() if ts - seen <= _RECENT_S
         }
+
+    def _context_residual(
+        self, metrics: dict[str, float], state: str, ts: float
+    ) -> tuple[str, float]:
+        """The context metric's name and how far it is from its own expected value now."""
+        if self.context is None:
+            self.context = context_metric(list(metrics))
+        name = self.context
+        if not name or name not in metrics:
+            return name, 0.0
+        tracker = self.trackers.get(f"{name}|{state}" if state else name)
+        if tracker is None or not tracker.baseline.warm:
+            return name, 0.0
+        return name, metrics[name] - tracker.baseline.expected(ts)
 
     def _relationships(
         self, state: str, zs: dict[str, float], learning: bool, smoothing_s: float
@@ -290,6 +317,7 @@ class DeviceState:
                     "h": t.history.to_state(),
                     "k": [t.bucket, *(round(v, 2) for v in t.sums)],
                     "p": t.prior,
+                    "c": t.context.to_state(),
                 }
                 for name, t in self.trackers.items()
             },
@@ -319,6 +347,7 @@ class DeviceState:
                 tracker.bucket = int(bucket)
                 tracker.sums = [float(v) for v in sums]
                 tracker.prior = bool(saved["p"])
+                tracker.context.load_state(saved["c"])
                 if tracker.history.index:
                     device._derive(tracker, tracker.last_ts)
         return device
