@@ -40,8 +40,8 @@ CASES_HEADER = (
 )
 SCORES_HEADER = ("device_id", "ts", "score")
 _BATCH = 1000
-_SCORE_HALF = 6.0
-"""The deviation that maps to a score of 0.5: the shipped rule's threshold."""
+_SCORE_HALF = 10.0
+"""The deviation that maps to a score of 0.5: the shipped generic rule's threshold."""
 
 
 class TelemetryFileError(Exception):
