@@ -268,3 +268,19 @@ def test_outdoor_temperature_explains_a_cold_snap_but_not_a_fault() -> None:
 
     out = feed(stage, "hp", DAY, leak, rng, t0=7 * DAY)
     assert (out[-1].value("deviation", "cop") or 0.0) > 4.0
+
+
+def test_idle_day_of_a_device_that_always_ran_is_its_own_state_not_a_fault() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(14)
+
+    def heat_pump(ts: float, r: random.Random) -> dict[str, float]:
+        idle = 5 * DAY <= ts < 6 * DAY
+        return {
+            "power_kw": 0.02 if idle else 2.0 + 0.3 * math.sin(ts / 5000.0) + r.gauss(0, 0.05),
+            "compressor_temp_c": (15.0 if idle else 60.0) + r.gauss(0, 0.4),
+        }
+
+    out = feed(stage, "hp", 7 * DAY, heat_pump, rng)
+    assert stage.duty_metric("hp") is None
+    assert max(s.deviation for s in out if s.ts >= 5 * DAY) < 4.0
