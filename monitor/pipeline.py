@@ -103,6 +103,7 @@ class Pipeline:
     def _silent(self, telemetry: list[Telemetry], now: float) -> list[SignalSet]:
         """Silence signals at most once a minute of the clock: event time (the newest
         message) in a backtest, the wall clock live."""
+        self.detect.silence_on_receipt = not self.event_clock
         clock = max((t.ts for t in telemetry), default=None) if self.event_clock else now
         if clock is None or clock - self._silence_checked < _SILENCE_CHECK_S:
             return []

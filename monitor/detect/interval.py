@@ -43,11 +43,12 @@ class MessageInterval:
         if last is None or ts > last:
             self.last_ts = ts
 
-    def silence(self, now: float) -> float:
-        """Time since the last message in units of the normal interval (0 if none yet)."""
+    def silence(self, now: float, last: float | None = None) -> float:
+        """Time since the last message (``last``, default its event time) in units of the
+        normal interval; 0 before the interval is known."""
         if self.last_ts is None or self.n == 0:
             return 0.0
-        return max(0.0, now - self.last_ts) / self.seconds
+        return max(0.0, now - (self.last_ts if last is None else last)) / self.seconds
 
     def to_state(self) -> list[Any]:
         return [round(self.seconds, 3), self.last_ts, self.n]

@@ -26,6 +26,10 @@ class DetectStage:
         self._by_model: dict[str, list[str]] = {}
         self._peers = FleetPeers(settings.min_peers)
         self._dirty: set[str] = set()
+        self.silence_on_receipt = False
+        """Live: silence counts from when a device was last *heard* (wall clock), so a
+        backlog replayed with old timestamps is not silence. Backtest: from event time."""
+        self._heard: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._devices)
@@ -40,6 +44,7 @@ class DetectStage:
             elif model and device.model != model:
                 device.model = model
             signals = device.observe(msg.device_id, msg.ts, msg.metrics, self._peers)
+            self._heard[msg.device_id] = msg.received or msg.ts
             self._dirty.add(msg.device_id)
             out.append(
                 SignalSet(
@@ -62,7 +67,8 @@ class DetectStage:
         out: list[SignalSet] = []
         threshold = self._settings.silence_min_intervals
         for device_id, device in self._devices.items():
-            silence = device.interval.silence(now)
+            heard = self._heard.get(device_id) if self.silence_on_receipt else None
+            silence = device.interval.silence(now, heard)
             if silence >= threshold:
                 signals = {name: signal for name, (_, signal) in device.recent.items()}
                 out.append(
