@@ -26,7 +26,9 @@ from monitor.detect.seasonal_baseline import decay
 
 MIN_FIT = 96
 """Training vectors needed for a fit (a third of a day of five-minute telemetry)."""
-_MAX_BUFFER = 600
+_MAX_BUFFER = 192
+"""Training vectors held in memory (halved, doubling the stride, when full): bounded memory
+per learning device, still spanning the whole learning period."""
 _MIN_SPREAD = 0.25
 _MAX_SCORE = 20.0
 
