@@ -81,14 +81,17 @@ class BucketHistory:
         self.z.append(_q(z))
         self.dev.append(_q(dev))
         if len(self.index) > KEEP:
-            del self.index[0], self.z[0], self.dev[0]
+            del self.index[0], self.z[0]
+        if len(self.dev) > TREND_WINDOW:
+            # Trend and persistence look back TREND_WINDOW buckets; only the chart needs more.
+            del self.dev[: len(self.dev) - TREND_WINDOW]
         self.cusum_hi = min(_CUSUM_CAP, max(0.0, self.cusum_hi + dev - _CUSUM_K))
         self.cusum_lo = min(_CUSUM_CAP, max(0.0, self.cusum_lo - dev - _CUSUM_K))
         self._derive()
 
     def _derive(self) -> None:
-        devs = self.dev[-TREND_WINDOW:]
-        idx = self.index[-TREND_WINDOW:]
+        devs = self.dev
+        idx = self.index[-len(devs) :] if devs else []
         n = len(devs)
         last = sorted(devs[-3:])
         self.level = last[len(last) // 2] / _SCALE

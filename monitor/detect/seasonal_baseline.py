@@ -110,11 +110,12 @@ class SeasonalBaseline:
         return max(self.scale, 0.01 * abs(self.level), 1e-3)
 
     def to_state(self) -> dict[str, Any]:
+        # Seven significant digits are far finer than any sensor, and halve the checkpoint.
         return {
             "n": self.n,
-            "level": self.level,
-            "scale": self.scale,
-            "season": self.season,
+            "level": _sig(self.level),
+            "scale": _sig(self.scale),
+            "season": [_sig(v) for v in self.season],
             "season_n": self.season_n,
             "last_ts": self.last_ts,
         }
@@ -126,6 +127,10 @@ class SeasonalBaseline:
         self.season = [float(v) for v in state["season"]]
         self.season_n = [int(v) for v in state["season_n"]]
         self.last_ts = float(state["last_ts"])
+
+
+def _sig(x: float) -> float:
+    return float(f"{x:.7g}")
 
 
 def _hour(ts: float) -> int:
