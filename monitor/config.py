@@ -76,7 +76,8 @@ class DetectSettings(_Section):
     must show every operating state, not be held as faults."""
     baseline_halflife_hours: float = Field(default=336.0, gt=0)
     smoothing_halflife_minutes: float = Field(default=60.0, gt=0)
-    """How quickly the sustained-deviation signal follows the per-sample deviation."""
+    """Superseded by ``smoothing_samples`` (smoothing now follows each device's own message
+    interval); still accepted so that existing configuration files stay valid."""
     season_halflife_hours: float = Field(default=336.0, gt=0)
     min_peers: int = Field(default=5, ge=2)
     """Devices of one model needed before a fleet-wide move is discounted as not a fault."""
