@@ -7,7 +7,7 @@ learned state. Per-device state is plain data, so it can be checkpointed and res
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -100,14 +100,19 @@ class SignalSet:
         ``None`` when the signal is not known for this message, which makes a comparison on
         it false. A metric name matches its per-state trackers too ("flow" is "flow (on)").
         """
-        if metric is None and signal in self.extra:
-            return self.extra[signal]
-        found = [
-            v
-            for shown, m in self.metrics.items()
-            if metric is None or shown == metric or shown.startswith(metric + " (")
-            if (v := _metric_value(m, signal)) is not None
-        ]
+        if metric is None:
+            if signal in self.extra:
+                return self.extra[signal]
+            candidates: Iterable[MetricSignal] = self.metrics.values()
+        else:
+            # Direct look-ups instead of a scan: rules ask this for every message.
+            ms = self.metrics
+            candidates = [
+                m
+                for m in (ms.get(metric), ms.get(f"{metric} (on)"), ms.get(f"{metric} (off)"))
+                if m is not None
+            ]
+        found = [v for m in candidates if (v := _metric_value(m, signal)) is not None]
         if not found:
             return None
         return max(found, key=abs)
