@@ -116,10 +116,13 @@ class Relationships:
             diff = [zs[k] - m for k, m in zip(self.keys, self.mean, strict=True)]
         except KeyError:
             return None
-        p = self.precision
-        q = sum(
-            diff[i] * sum(p[i][j] * diff[j] for j in range(len(diff))) for i in range(len(diff))
-        )
+        # Plain loops: a 5×5 quadratic form is cheaper here than numpy's call overhead.
+        q = 0.0
+        for d_i, row in zip(diff, self.precision, strict=True):
+            acc = 0.0
+            for p_ij, d_j in zip(row, diff, strict=True):
+                acc += p_ij * d_j
+            q += d_i * acc
         raw = (math.sqrt(max(0.0, q)) - self.median) / self.spread
         raw = max(-_MAX_SCORE, min(_MAX_SCORE, raw))
         self.smoothed += decay(dt, smoothing_s) * (raw - self.smoothed)
