@@ -79,12 +79,24 @@ class DetectSettings(_Section):
     must show every operating state, not be held as faults."""
     baseline_halflife_hours: float = Field(default=336.0, gt=0)
     smoothing_halflife_minutes: float = Field(default=60.0, gt=0)
-    """How quickly the sustained-deviation signal follows the per-sample deviation."""
+    """Superseded by ``smoothing_samples`` (smoothing now follows each device's own message
+    interval); still accepted so that existing configuration files stay valid."""
     season_halflife_hours: float = Field(default=336.0, gt=0)
     min_peers: int = Field(default=5, ge=2)
     """Devices of one model needed before a fleet-wide move is discounted as not a fault."""
     hold_z: float = Field(default=2.5, gt=0)
     """Above this deviation the baseline stops adapting, so a fault is not learned as normal."""
+    smoothing_samples: float = Field(default=12.0, gt=0)
+    """Half-life of the sustained deviation in the device's own message intervals (an hour on
+    five-minute telemetry): durations follow each device's rate, so one default fits all."""
+    learning_samples: int = Field(default=864, ge=0)
+    """Learning also ends after this many message intervals, if that comes before
+    ``learning_hours`` (72 h on five-minute telemetry, minutes on a 1 Hz rig)."""
+    failure_sigma: float = Field(default=10.0, gt=0)
+    """Forecast failure threshold: this many healthy spreads away from the device's baseline."""
+    silence_min_intervals: float = Field(default=3.0, gt=0)
+    """A device is reported silent once this many of its normal intervals pass without a
+    message."""
     checkpoint_seconds: float = Field(default=30.0, gt=0)
 
 

@@ -19,10 +19,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from monitor.cases import CaseOpener
+from monitor.cases.feedback import false_alarms_since
 from monitor.cases.noise import NoiseControl, count_suppressed
 from monitor.config import Settings
 from monitor.detect import DetectStage, SignalSet
-from monitor.ingest import Admission, Admitted, Decoder, RawMessage
+from monitor.ingest import Admission, Admitted, Decoder, RawMessage, Telemetry
 from monitor.ingest.records import (
     count_and_log,
     load_known_devices,
@@ -42,9 +43,13 @@ from rules import Alarm, Rule, RuleEngine
 from rules.attributes import AttributeBook
 
 log = logging.getLogger(__name__)
+_SILENCE_CHECK_S = 60.0
 
 _RULES_KEY = "__rules__"
 """The rules engine's progress is checkpointed as one row next to the devices' detectors."""
+_FEEDBACK_KEY = "__feedback__"
+"""The newest false-alarm event detection has learned from, so a restart neither misses nor
+repeats one."""
 
 
 @dataclass(slots=True)
@@ -96,6 +101,10 @@ class Pipeline:
         self.noise = NoiseControl(settings.noise, self.rules, clock)
         self.cases = CaseOpener(settings.notify, enqueue=notify, clock=clock)
         self._touched: set[str] = set()
+        self._feedback_cursor = 0
+        self.event_clock = False
+        """True in a backtest: time is the messages' own, so silence is judged on it."""
+        self._silence_checked = float("-inf")
         self._last_checkpoint = time.monotonic()
         self._restore()
 
@@ -106,8 +115,27 @@ class Pipeline:
         admitted = self.admission.run(decoded)
         signals = self.detect.run(admitted.telemetry)
         alarms = self.rules.run(signals, [t.metrics for t in admitted.telemetry])
-        self.noise.observe(signals)
+        silent = self._silent(admitted.telemetry, now)
+        alarms += self.rules.run(silent)
+        # Silent devices count too: many going quiet at once is one incident (a site or the
+        # network), not a case per device.
+        self.noise.observe(signals + silent)
+        for alarm in alarms:
+            # The chart behind the numbers: the metric's recent course against its band.
+            alarm.evidence["series"] = self.detect.evidence_series(alarm.device_id)
         return BatchWork(messages, admitted, signals, alarms)
+
+    def _silent(self, telemetry: list[Telemetry], now: float) -> list[SignalSet]:
+        """Silence signals at most once a minute of the clock: event time (the newest
+        message) in a backtest, the wall clock live."""
+        self.detect.silence_on_receipt = not self.event_clock
+        clock = max((t.ts for t in telemetry), default=None) if self.event_clock else now
+        if clock is None or clock - self._silence_checked < _SILENCE_CHECK_S:
+            return []
+        self._silence_checked = clock
+        # A device with a message in this very batch is not silent, whatever its clock says.
+        reporting = {t.device_id for t in telemetry}
+        return [s for s in self.detect.silent(clock) if s.device_id not in reporting]
 
     def commit(self, work: BatchWork) -> list[OpenedCase]:
         """Write the batch's outcome in one transaction; raises if the database is away."""
@@ -148,6 +176,7 @@ class Pipeline:
         DEVICES.set(len(self.detect))
         if time.monotonic() - self._last_checkpoint >= self._settings.detect.checkpoint_seconds:
             try:
+                self.learn_from_feedback()
                 self.checkpoint()
             except SQLAlchemyError as exc:
                 # The batch itself is committed: a failed checkpoint is retried next interval.
@@ -171,6 +200,8 @@ class Pipeline:
                     session.merge(
                         DeviceState(device_id=_RULES_KEY, saved_wall=now, state=rules_state)
                     )
+                cursor = str(self._feedback_cursor).encode()
+                session.merge(DeviceState(device_id=_FEEDBACK_KEY, saved_wall=now, state=cursor))
                 save_progress(session, self.admission.known, self._touched)
                 session.commit()
         except SQLAlchemyError:
@@ -181,9 +212,27 @@ class Pipeline:
         self._last_checkpoint = time.monotonic()
         return len(states)
 
+    def learn_from_feedback(self) -> int:
+        """Cases support marked false alarms since the last call: each device's current
+        behaviour is healthy, so its detectors re-centre on it. Returns how many."""
+        with Session(self._engine) as session:
+            found = false_alarms_since(session, self._feedback_cursor)
+        for false_alarm in found:
+            self.detect.accept_as_normal(false_alarm.device_id)
+            log.info(
+                "false alarm: the device's current behaviour is learned as normal",
+                extra={"case_id": false_alarm.case_id, "device_id": false_alarm.device_id},
+            )
+        if found:
+            self._feedback_cursor = found[-1].event_id
+        return len(found)
+
     def _restore(self) -> None:
         with Session(self._engine) as session:
             saved = {s.device_id: s.state for s in session.exec(select(DeviceState))}
+        cursor = saved.pop(_FEEDBACK_KEY, None)
+        if cursor is not None:
+            self._feedback_cursor = int(cursor.decode())
         rules_state = saved.pop(_RULES_KEY, None)
         if rules_state is not None:
             self.rules.restore(rules_state)

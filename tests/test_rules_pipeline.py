@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
+from monitor.cases.lifecycle import act
 from monitor.config import DatabaseSettings, Settings
 from monitor.ingest import RawMessage
 from monitor.pipeline import Pipeline
@@ -32,11 +33,11 @@ def pipeline_with(url: str, tmp_path: Path, rules: list[dict[str, object]]) -> P
     return Pipeline(settings, engine, parsed, notify=False)
 
 
-def readings(device: str, values: list[float]) -> list[RawMessage]:
+def readings(device: str, values: list[float], start: float = START) -> list[RawMessage]:
     return [
         RawMessage(
             f"devices/{device}/telemetry",
-            json.dumps({"ts": START + i * 300, "metrics": {"pressure_bar": v}}).encode(),
+            json.dumps({"ts": start + i * 300, "metrics": {"pressure_bar": v}}).encode(),
             0.0,
         )
         for i, v in enumerate(values)
@@ -49,6 +50,7 @@ def cases(url: str) -> list[Case]:
 
 
 HIGH = {"signal": "value", "metric": "pressure_bar", "above": 5}
+HIGH_RULE = {"name": "pressure-high", "problem": "pressure", "when": HIGH}
 
 
 def test_rule_on_customer_language_uses_the_device_manifest(
@@ -99,3 +101,33 @@ def test_rule_progress_survives_a_restart(sqlite_url: str, tmp_path: Path) -> No
     (case,) = cases(sqlite_url)
     assert case.evidence["since"] == START
     assert case.opened_at == START + 12 * 300
+
+
+def test_false_alarm_makes_detection_learn_the_device_as_normal(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    pipeline = pipeline_with(sqlite_url, tmp_path, [{**HIGH_RULE}])
+    healthy = [3.0 + 0.1 * ((i * 7) % 5 - 2) for i in range(1000)]
+    values = [*healthy, *[6.0] * 60, *[6.0] * 12]
+    history = readings("berlin", values, start=time.time() - 300 * len(values) - 600)
+    pipeline.process(history[:1060])
+    (case,) = cases(sqlite_url)
+
+    def deviation(messages: list[RawMessage]) -> float:
+        work = pipeline.compute(messages)
+        pipeline.commit(work)
+        return max(s.value("deviation", "pressure_bar") or 0.0 for s in work.signals)
+
+    assert deviation(history[1060:1066]) > 2.0  # the device is far from what it learned
+    with Session(open_database(sqlite_url)) as session:
+        act(session, session.get(Case, case.id), "false-alarm", actor="agent@support", at=START)
+        session.commit()
+
+    assert pipeline.learn_from_feedback() == 1
+    # Support judged 6 bar healthy for this pump: its baseline re-centres there.
+    assert deviation(history[1066:]) < 1.0
+    assert pipeline.learn_from_feedback() == 0
+    pipeline.checkpoint()
+    # After a restart the same judgement is not applied a second time.
+    restarted = pipeline_with(sqlite_url, tmp_path, [{**HIGH_RULE}])
+    assert restarted.learn_from_feedback() == 0

@@ -7,7 +7,7 @@ learned state. Per-device state is plain data, so it can be checkpointed and res
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -15,6 +15,21 @@ SIGNAL_NAMES: dict[str, str] = {
     "deviation": "sustained deviation from the device's own baseline, peer-adjusted, in robust "
     "standard units (absolute; per metric or the strongest metric)",
     "value": "the metric's observed value as reported (needs 'metric')",
+    "trend": "robust slope (median of pairwise slopes) of the metric's peer-adjusted deviation, "
+    "in standard units per 24 history buckets (per day on five-minute telemetry; a bucket is "
+    "12 of the device's message intervals)",
+    "days_to_failure": "forecast days until the deviation reaches the failure threshold "
+    "(failure_sigma healthy spreads) at the current trend; absent when not heading there",
+    "days_to_failure_low": "early end of the forecast band (upper-quartile slope)",
+    "days_to_failure_high": "late end of the forecast band (lower-quartile slope)",
+    "change": "two-sided CUSUM of the bucket deviations with a one-sigma allowance: how much "
+    "persistent level shift has accumulated, in sigma-buckets",
+    "sustained": "smallest absolute bucket deviation over the last 12 buckets: how far the "
+    "metric has stayed away from its baseline (persistence counted in samples, not hours)",
+    "anomaly": "multivariate anomaly of the device's metrics taken together (relationships "
+    "between metrics), in robust standard units of the device's own healthy scores",
+    "silence": "time since the device's last message, in its own normal message intervals "
+    "(device-level; only reported while the device is silent)",
 }
 """Every signal a rule may test, with what it means. A detector that adds a signal adds its
 name here, and :meth:`SignalSet.value` finds it in :attr:`MetricSignal.extra` or
@@ -85,14 +100,19 @@ class SignalSet:
         ``None`` when the signal is not known for this message, which makes a comparison on
         it false. A metric name matches its per-state trackers too ("flow" is "flow (on)").
         """
-        if metric is None and signal in self.extra:
-            return self.extra[signal]
-        found = [
-            v
-            for shown, m in self.metrics.items()
-            if metric is None or shown == metric or shown.startswith(metric + " (")
-            if (v := _metric_value(m, signal)) is not None
-        ]
+        if metric is None:
+            if signal in self.extra:
+                return self.extra[signal]
+            candidates: Iterable[MetricSignal] = self.metrics.values()
+        else:
+            # Direct look-ups instead of a scan: rules ask this for every message.
+            ms = self.metrics
+            candidates = [
+                m
+                for m in (ms.get(metric), ms.get(f"{metric} (on)"), ms.get(f"{metric} (off)"))
+                if m is not None
+            ]
+        found = [v for m in candidates if (v := _metric_value(m, signal)) is not None]
         if not found:
             return None
         return max(found, key=abs)

@@ -2,24 +2,51 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.config import DetectSettings
 from monitor.detect.base import MetricSignal
+from monitor.detect.context import ContextSlope, context_metric
 from monitor.detect.duty_cycle import DutyCycle
+from monitor.detect.history import BucketHistory
+from monitor.detect.interval import MessageInterval
+from monitor.detect.multivariate import Relationships
 from monitor.detect.peers import FleetPeers
 from monitor.detect.seasonal_baseline import SeasonalBaseline, decay
+
+BUCKET_INTERVALS = 12
+"""Messages per history bucket: an hour on five-minute telemetry."""
+_SETTLE = 24
+"""Messages before the interval (and so the bucket length) is fixed."""
+_BAND_SIGMA = 3.0
+_DAY_BUCKETS = 24
+"""Trend is quoted per this many buckets: per day on five-minute telemetry."""
+_DAY = 86400.0
+
+Prior = Callable[[str, str], dict[str, Any] | None]
+"""(model, tracker key) → a warm baseline state of a peer, for a cold start."""
 
 
 @dataclass(slots=True)
 class MetricTracker:
-    """One metric: its learned baseline and its smoothed (sustained) deviation."""
+    """One metric: its learned baseline, its smoothed (sustained) deviation and its history."""
 
     baseline: SeasonalBaseline
     smoothed: float = 0.0
     last_ts: float = 0.0
     first_ts: float = 0.0
+    history: BucketHistory = field(default_factory=BucketHistory)
+    bucket: int = -1
+    sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    """Open bucket: sum of raw deviation, sum of peer-adjusted deviation, count."""
+    extra: Mapping[str, float] = field(default_factory=dict)
+    """Signals derived from the history; they change only when a bucket closes."""
+    failure_at: float | None = None
+    prior: bool = False
+    """Started from a peer's baseline: judged from the first message, not after learning."""
+    context: ContextSlope = field(default_factory=ContextSlope)
 
 
 _RECENT_S = 24 * 3600.0
@@ -29,14 +56,41 @@ _RECENT_S = 24 * 3600.0
 class DeviceState:
     """Per-device detector state: one tracker per metric and operating state."""
 
-    __slots__ = ("_learning_s", "_settings", "duty", "model", "recent", "trackers")
+    __slots__ = (
+        "_learning_s",
+        "_prior",
+        "_settings",
+        "anomaly",
+        "bucket_s",
+        "context",
+        "duty",
+        "extra",
+        "failure_at",
+        "interval",
+        "joint",
+        "model",
+        "recent",
+        "trackers",
+    )
 
-    def __init__(self, model: str, settings: DetectSettings) -> None:
+    def __init__(self, model: str, settings: DetectSettings, prior: Prior | None = None) -> None:
         self.model = model
         self._settings = settings
         self._learning_s = settings.learning_hours * 3600.0
+        self._prior = prior
         self.trackers: dict[str, MetricTracker] = {}
         self.duty = DutyCycle(decide_after=settings.warmup_samples)
+        self.interval = MessageInterval()
+        self.bucket_s = 0.0
+        self.context: str | None = None
+        """The metric describing the device's surroundings ("" if none), once seen."""
+        self.extra: dict[str, float] = {}
+        """Device-level signals: the most urgent metric's forecast."""
+        self.failure_at: float | None = None
+        self.joint: dict[str, Relationships] = {}
+        """The relationships between metrics, per operating state."""
+        self.anomaly: float | None = None
+        """This message's multivariate anomaly, once the relationships are fitted."""
         self.recent: dict[str, tuple[float, MetricSignal]] = {}
         """Latest signal of every metric in every state, by display name, with its time."""
 
@@ -49,37 +103,195 @@ class DeviceState:
         in the device's other operating state (a pump's vibration while running is still the
         news while the pump is off), named ``"metric (state)"`` on devices with a duty cycle.
         """
-        smoothing_s = self._settings.smoothing_halflife_minutes * 60.0
+        s = self._settings
+        self.interval.observe(ts)
+        interval = self.interval.seconds
+        if not self.bucket_s and self.interval.n >= _SETTLE:
+            self.bucket_s = BUCKET_INTERVALS * interval
+        smoothing_s = s.smoothing_samples * interval
+        learning_s = min(self._learning_s, s.learning_samples * interval)
         undecided = not self.duty.decided
         state = self.duty.observe(metrics)
         if undecided and self.duty.metric is not None:
             # Baselines learned before the on/off metric was known mixed both states: restart.
             self.trackers.clear()
             self.recent.clear()
+        zs: dict[str, float] = {}
+        learning = True
+        ctx_name, ctx = self._context_residual(metrics, state, ts)
         for name, value in metrics.items():
             key = f"{name}|{state}" if state else name
             tracker = self.trackers.get(key)
             if tracker is None:
-                tracker = self.trackers[key] = MetricTracker(self._new_baseline(), 0.0, ts, ts)
+                tracker = self.trackers[key] = self._new_tracker(key, ts)
             baseline = tracker.baseline
-            z = baseline.score_one(value, ts)
+            explained = tracker.context.beta * ctx if ctx and name != ctx_name else 0.0
+            z = baseline.score_one(value - explained, ts)
+            if baseline.warm:
+                zs[name] = z
             # After a gap the first sample is still one sample: it must not set the level alone.
             dt = min(ts - tracker.last_ts, smoothing_s / 4.0)
             tracker.smoothed += decay(dt, smoothing_s) * (z - tracker.smoothed)
             tracker.last_ts = ts
             deviation = 0.0
-            learning = ts - tracker.first_ts < self._learning_s
-            if baseline.warm and not learning:
+            learning = ts - tracker.first_ts < learning_s
+            # The surroundings are context, not health: a cold week is not the device's fault.
+            if baseline.warm and (tracker.prior or not learning) and name != ctx_name:
                 deviation = peers.adjust(self.model, key, device_id, tracker.smoothed, ts)
+                if self.bucket_s:
+                    self._bucket(tracker, ts, z, deviation)
                 shown = f"{name} ({state})" if state else name
-                self.recent[shown] = (ts, MetricSignal(value, baseline.expected(ts), deviation))
-            # Hold the baseline while the metric is far off: a slow fault must not become normal.
-            # Not while still learning, though: the first days must see every operating state.
-            if learning or abs(deviation) < self._settings.hold_z:
-                baseline.learn_one(value, ts)
+                self.recent[shown] = (
+                    ts,
+                    MetricSignal(
+                        value, baseline.expected(ts) + explained, deviation, tracker.extra
+                    ),
+                )
+            # Hold the baseline while the metric is far off, or drifting steadily away: a slow
+            # fault must not become normal. Not while still learning, though: the first days
+            # must see every operating state.
+            if learning or (abs(deviation) < s.hold_z and tracker.failure_at is None):
+                if ctx and name != ctx_name and baseline.n:
+                    weight = decay(ts - baseline.last_ts, s.baseline_halflife_hours * 3600.0)
+                    tracker.context.learn(value - baseline.expected(ts), ctx, weight)
+                baseline.learn_one(value - explained, ts)
+        self.anomaly = self._relationships(state, zs, learning, smoothing_s)
         return {
             shown: signal for shown, (seen, signal) in self.recent.items() if ts - seen <= _RECENT_S
         }
+
+    def _context_residual(
+        self, metrics: dict[str, float], state: str, ts: float
+    ) -> tuple[str, float]:
+        """The context metric's name and how far it is from its own expected value now."""
+        if self.context is None:
+            self.context = context_metric(list(metrics))
+        name = self.context
+        if not name or name not in metrics:
+            return name, 0.0
+        tracker = self.trackers.get(f"{name}|{state}" if state else name)
+        if tracker is None or not tracker.baseline.warm:
+            return name, 0.0
+        return name, metrics[name] - tracker.baseline.expected(ts)
+
+    def _relationships(
+        self, state: str, zs: dict[str, float], learning: bool, smoothing_s: float
+    ) -> float | None:
+        if not zs:
+            return None
+        joint = self.joint.get(state)
+        if joint is None:
+            joint = self.joint[state] = Relationships()
+        if learning:
+            joint.collect(zs)
+            return None
+        if not joint.fit():
+            return None
+        return joint.score(zs, self.interval.seconds, smoothing_s)
+
+    def _forecast(self) -> None:
+        # Device-level: the most urgent metric's forecast (a rule on the device asks "will
+        # anything fail soon", which the largest-over-metrics rule of per-metric signals
+        # would answer with the least urgent one).
+        urgent = min(
+            (t for t in self.trackers.values() if t.failure_at is not None),
+            key=lambda t: t.failure_at or 0.0,
+            default=None,
+        )
+        if urgent is None:
+            self.failure_at, self.extra = None, {}
+            return
+        self.failure_at = urgent.failure_at
+        self.extra = {k: v for k, v in urgent.extra.items() if k.startswith("days_to_failure")}
+
+    def _bucket(self, tracker: MetricTracker, ts: float, z: float, deviation: float) -> None:
+        bucket = int(ts // self.bucket_s)
+        sums = tracker.sums
+        if bucket != tracker.bucket:
+            if sums[2] > 0:
+                tracker.history.close(tracker.bucket, sums[0] / sums[2], sums[1] / sums[2])
+                self._derive(tracker, ts)
+            tracker.bucket = bucket
+            sums[0] = sums[1] = sums[2] = 0.0
+        sums[0] += z
+        sums[1] += deviation
+        sums[2] += 1.0
+
+    def _derive(self, tracker: MetricTracker, ts: float) -> None:
+        h = tracker.history
+        extra = {
+            "trend": h.trend * _DAY_BUCKETS,
+            "change": h.change,
+            "sustained": abs(h.sustained),
+        }
+        forecast = h.buckets_to(self._settings.failure_sigma)
+        tracker.failure_at = None
+        if forecast is not None:
+            mid, early, late = (b * self.bucket_s / _DAY for b in forecast)
+            extra["days_to_failure"] = mid
+            extra["days_to_failure_low"] = early
+            extra["days_to_failure_high"] = late
+            tracker.failure_at = ts + mid * _DAY
+        tracker.extra = extra
+        self._forecast()
+
+    def accept_as_normal(self) -> None:
+        """The device's current behaviour is healthy: re-centre every baseline on it, forget
+        the held deviation and the trend, and learn freely for a new learning period."""
+        for tracker in self.trackers.values():
+            b = tracker.baseline
+            recent = tracker.history.z[-3:]
+            if recent and b.n:
+                # The last buckets' mean residual is the offset the baseline had refused.
+                b.level += sum(recent) / len(recent) / 10.0 * b.scale
+            tracker.smoothed = 0.0
+            tracker.history.reset()
+            tracker.sums[0] = tracker.sums[1] = tracker.sums[2] = 0.0
+            tracker.extra = {}
+            tracker.failure_at = None
+            tracker.first_ts = tracker.last_ts
+            tracker.prior = False
+        self.recent.clear()
+        self.joint.clear()
+        self.anomaly = None
+        self._forecast()
+
+    def evidence_series(self) -> dict[str, list[list[float]]]:
+        """Per metric, the kept buckets as [ts, observed mean, expected, band low, band high]."""
+        out: dict[str, list[list[float]]] = {}
+        if not self.bucket_s:
+            return out
+        for key, tracker in self.trackers.items():
+            b = tracker.baseline
+            sigma = b.floor_scale()
+            name, _, state = key.partition("|")
+            points = []
+            for bucket, z in tracker.history.series():
+                mid = (bucket + 0.5) * self.bucket_s
+                expected = b.expected(mid)
+                points.append(
+                    [
+                        round(bucket * self.bucket_s, 1),
+                        _sig(expected + z * sigma),
+                        _sig(expected),
+                        _sig(expected - _BAND_SIGMA * sigma),
+                        _sig(expected + _BAND_SIGMA * sigma),
+                    ]
+                )
+            if points:
+                out[f"{name} ({state})" if state else name] = points
+        return out
+
+    def _new_tracker(self, key: str, ts: float) -> MetricTracker:
+        baseline = self._new_baseline()
+        prior = self._prior(self.model, key) if self._prior and self.model else None
+        if prior is not None:
+            baseline.load_state(prior)
+            # Trust the prior as much as a warm-up's worth of own samples, no more: the
+            # device's own data takes over at the running-mean pace.
+            baseline.n = baseline.warmup
+            baseline.season_n = [min(n, 2) for n in baseline.season_n]
+        return MetricTracker(baseline, 0.0, ts, ts, prior=prior is not None)
 
     def _new_baseline(self) -> SeasonalBaseline:
         s = self._settings
@@ -93,25 +305,53 @@ class DeviceState:
         return {
             "model": self.model,
             "duty": self.duty.to_state(),
+            "iv": self.interval.to_state(),
+            "bs": self.bucket_s,
+            "j": {k: j.to_state() for k, j in self.joint.items() if j.fitted},
             "metrics": {
                 name: {
                     "b": t.baseline.to_state(),
-                    "s": t.smoothed,
+                    "s": round(t.smoothed, 3),
                     "t": t.last_ts,
                     "f": t.first_ts,
+                    "h": t.history.to_state(),
+                    "k": [t.bucket, *(round(v, 2) for v in t.sums)],
+                    "p": t.prior,
+                    "c": t.context.to_state(),
                 }
                 for name, t in self.trackers.items()
             },
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], settings: DetectSettings) -> DeviceState:
-        device = cls(str(state["model"]), settings)
+    def from_state(
+        cls, state: dict[str, Any], settings: DetectSettings, prior: Prior | None = None
+    ) -> DeviceState:
+        device = cls(str(state["model"]), settings, prior)
         device.duty.load_state(state["duty"])
+        if "iv" in state:  # checkpoints from before the history existed lack these
+            device.interval.load_state(state["iv"])
+            device.bucket_s = float(state["bs"])
+            for key, saved_joint in state["j"].items():
+                device.joint[key] = joint = Relationships()
+                joint.load_state(saved_joint)
         for name, saved in state["metrics"].items():
             baseline = device._new_baseline()
             baseline.load_state(saved["b"])
-            device.trackers[name] = MetricTracker(
+            tracker = device.trackers[name] = MetricTracker(
                 baseline, float(saved["s"]), float(saved["t"]), float(saved["f"])
             )
+            if "h" in saved:
+                tracker.history.load_state(saved["h"])
+                bucket, *sums = saved["k"]
+                tracker.bucket = int(bucket)
+                tracker.sums = [float(v) for v in sums]
+                tracker.prior = bool(saved["p"])
+                tracker.context.load_state(saved["c"])
+                if tracker.history.index:
+                    device._derive(tracker, tracker.last_ts)
         return device
+
+
+def _sig(x: float) -> float:
+    return float(f"{x:.5g}")

@@ -27,7 +27,7 @@ _MIN_SHARE, _MAX_SHARE = 0.05, 0.95
 class DutyCycle:
     """Learns which metric (if any) marks a device's on/off state, then classifies messages."""
 
-    __slots__ = ("_decide_after", "_stats", "decided", "metric", "n", "state")
+    __slots__ = ("_decide_after", "_stats", "decided", "metric", "n", "standby", "state")
 
     def __init__(self, decide_after: int) -> None:
         self._decide_after = decide_after
@@ -35,6 +35,10 @@ class DutyCycle:
         self.n = 0
         self.decided = False
         self.metric: str | None = None
+        self.standby: str | None = None
+        """On a device that ran throughout its first samples (a heat pump in winter): a
+        never-negative metric that would read zero if it stopped, so that an idle day is
+        its own state instead of a fault."""
         self.state = ""
 
     def observe(self, metrics: dict[str, float]) -> str:
@@ -45,13 +49,18 @@ class DutyCycle:
         if self.metric is not None and self.metric in metrics:
             scale = self._stats[self.metric][2]
             self.state = "off" if abs(metrics[self.metric]) <= _NEAR_ZERO * scale else "on"
+        elif self.standby is not None and self.standby in metrics:
+            scale = self._stats[self.standby][2]
+            self.state = "off" if abs(metrics[self.standby]) <= _NEAR_ZERO * scale else ""
         return self.state
 
     def _learn(self, metrics: dict[str, float]) -> None:
         self.n += 1
         for name, value in metrics.items():
-            stats = self._stats.setdefault(name, [0.0, 0.0, 0.0])  # zero count, total, max |x|
+            # zero count, total, max |x|, min x
+            stats = self._stats.setdefault(name, [0.0, 0.0, 0.0, value])
             stats[2] = max(stats[2], abs(value))
+            stats[3] = min(stats[3], value)
             stats[1] += 1
             if abs(value) <= _NEAR_ZERO * stats[2]:
                 stats[0] += 1
@@ -61,22 +70,39 @@ class DutyCycle:
     def _decide(self) -> None:
         shares = {
             name: zeros / total
-            for name, (zeros, total, _) in self._stats.items()
+            for name, (zeros, total, *_) in self._stats.items()
             if total and _MIN_SHARE <= zeros / total <= _MAX_SHARE
         }
         # The metric that is zero most often is the cleanest switch (flow, not the vibration
         # that lingers while a pump runs down); ties go by name, so the choice is deterministic.
         self.metric = min(shares, key=lambda n: (-shares[n], n)) if shares else None
-        self._stats = {k: v for k, v in self._stats.items() if k == self.metric}
+        if self.metric is None:
+            # Never negative and never near zero so far, but the widest relative range: the
+            # metric that follows how hard the device works (power, current).
+            ranges = {
+                name: st[3] / st[2]
+                for name, st in self._stats.items()
+                if st[2] > 0 and st[3] > _NEAR_ZERO * st[2] and st[3] >= 0
+            }
+            self.standby = min(ranges, key=lambda n: (ranges[n], n)) if ranges else None
+        keep = (self.metric, self.standby)
+        self._stats = {k: v for k, v in self._stats.items() if k in keep}
         self.decided = True
         self.state = "on" if self.metric is not None else ""
 
     def to_state(self) -> dict[str, Any]:
-        return {"n": self.n, "d": self.decided, "m": self.metric, "s": self._stats}
+        return {
+            "n": self.n,
+            "d": self.decided,
+            "m": self.metric,
+            "b": self.standby,
+            "s": self._stats,
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.n = int(state["n"])
         self.decided = bool(state["d"])
         self.metric = state["m"]
+        self.standby = state.get("b")
         self._stats = {str(k): [float(x) for x in v] for k, v in state["s"].items()}
         self.state = "on" if self.metric is not None else ""

@@ -66,6 +66,10 @@ class SeasonalBaseline:
     def warm(self) -> bool:
         return self.n >= self._warmup
 
+    @property
+    def warmup(self) -> int:
+        return self._warmup
+
     def expected(self, ts: float) -> float:
         return self.level + self.season[_hour(ts)]
 
@@ -73,7 +77,7 @@ class SeasonalBaseline:
         if self.n == 0:
             return 0.0
         residual = value - self.expected(ts)
-        z = residual / self._floor_scale()
+        z = residual / self.floor_scale()
         return max(-_MAX_Z, min(_MAX_Z, z))
 
     def learn_one(self, value: float, ts: float) -> None:
@@ -90,10 +94,10 @@ class SeasonalBaseline:
         residual = value - self.level - self.season[hour]
         # Outliers do not teach the spread: neither a spike nor a fault creeping up may widen
         # the band that is meant to judge them.
-        if self.n < self._warmup or abs(residual) < 3.0 * self._floor_scale():
+        if self.n < self._warmup or abs(residual) < 3.0 * self.floor_scale():
             self.scale += a_scale * (abs(residual) * _MAD_TO_SIGMA - self.scale)
         if self.scale > 0:
-            limit = 3.0 * self._floor_scale()
+            limit = 3.0 * self.floor_scale()
             residual = max(-limit, min(limit, residual))
         self.level += a_level * residual
         self.season[hour] += a_season * (value - self.level - self.season[hour])
@@ -101,16 +105,17 @@ class SeasonalBaseline:
         self.last_ts = ts
         self.n += 1
 
-    def _floor_scale(self) -> float:
+    def floor_scale(self) -> float:
         # A perfectly constant metric must not turn its first wobble into infinite sigmas.
         return max(self.scale, 0.01 * abs(self.level), 1e-3)
 
     def to_state(self) -> dict[str, Any]:
+        # Seven significant digits are far finer than any sensor, and halve the checkpoint.
         return {
             "n": self.n,
-            "level": self.level,
-            "scale": self.scale,
-            "season": self.season,
+            "level": _sig(self.level),
+            "scale": _sig(self.scale),
+            "season": [_sig(v) for v in self.season],
             "season_n": self.season_n,
             "last_ts": self.last_ts,
         }
@@ -122,6 +127,10 @@ class SeasonalBaseline:
         self.season = [float(v) for v in state["season"]]
         self.season_n = [int(v) for v in state["season_n"]]
         self.last_ts = float(state["last_ts"])
+
+
+def _sig(x: float) -> float:
+    return float(f"{x:.7g}")
 
 
 def _hour(ts: float) -> int:

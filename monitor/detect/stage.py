@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from typing import Any
 
 from monitor.config import DetectSettings
 from monitor.detect.base import SignalSet
@@ -12,6 +13,8 @@ from monitor.detect.peers import FleetPeers
 from monitor.ingest.decode import Telemetry
 
 _PEERS_KEY = "__fleet_peers__"
+_PRIOR_CANDIDATES = 50
+"""Devices of a model looked at for a cold-start prior: any warm one will do."""
 
 
 class DetectStage:
@@ -20,8 +23,13 @@ class DetectStage:
     def __init__(self, settings: DetectSettings) -> None:
         self._settings = settings
         self._devices: dict[str, DeviceState] = {}
+        self._by_model: dict[str, list[str]] = {}
         self._peers = FleetPeers(settings.min_peers)
         self._dirty: set[str] = set()
+        self.silence_on_receipt = False
+        """Live: silence counts from when a device was last *heard* (wall clock), so a
+        backlog replayed with old timestamps is not silence. Backtest: from event time."""
+        self._heard: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._devices)
@@ -32,13 +40,62 @@ class DetectStage:
             model = msg.model or ""
             device = self._devices.get(msg.device_id)
             if device is None:
-                device = self._devices[msg.device_id] = DeviceState(model, self._settings)
+                device = self._add(msg.device_id, DeviceState(model, self._settings, self._prior))
             elif model and device.model != model:
                 device.model = model
             signals = device.observe(msg.device_id, msg.ts, msg.metrics, self._peers)
+            self._heard[msg.device_id] = msg.received or msg.ts
             self._dirty.add(msg.device_id)
-            out.append(SignalSet(msg.device_id, msg.ts, device.model, signals))
+            out.append(
+                SignalSet(
+                    msg.device_id,
+                    msg.ts,
+                    device.model,
+                    signals,
+                    extra=device.extra
+                    if device.anomaly is None
+                    else {**device.extra, "anomaly": device.anomaly},
+                    predicted_failure_at=device.failure_at,
+                )
+            )
         return out
+
+    def silent(self, now: float) -> list[SignalSet]:
+        """A signal set for every device silent for ``silence_min_intervals`` of its own
+        normal message intervals at ``now``, carrying ``silence`` (in intervals) and the
+        device's latest metric signals, so that a silence does not reset other rules."""
+        out: list[SignalSet] = []
+        threshold = self._settings.silence_min_intervals
+        for device_id, device in self._devices.items():
+            heard = self._heard.get(device_id) if self.silence_on_receipt else None
+            silence = device.interval.silence(now, heard)
+            if silence >= threshold:
+                signals = {name: signal for name, (_, signal) in device.recent.items()}
+                out.append(
+                    SignalSet(
+                        device_id,
+                        now,
+                        device.model,
+                        signals,
+                        extra={**device.extra, "silence": silence},
+                        predicted_failure_at=device.failure_at,
+                    )
+                )
+        return out
+
+    def accept_as_normal(self, device_id: str) -> None:
+        """A person judged the device's current behaviour healthy (a case was a false alarm):
+        re-centre its baselines on it, clear held deviations and trends, and re-learn."""
+        device = self._devices.get(device_id)
+        if device is not None:
+            device.accept_as_normal()
+            self._dirty.add(device_id)
+
+    def evidence_series(self, device_id: str) -> dict[str, list[list[float]]]:
+        """Per metric up to 72 bucket points ``[ts, observed_mean, expected, band_low,
+        band_high]`` (hourly on five-minute telemetry); empty for an unknown device."""
+        device = self._devices.get(device_id)
+        return {} if device is None else device.evidence_series()
 
     def checkpoint(self) -> dict[str, bytes]:
         """Serialised state of every device changed since the last checkpoint."""
@@ -59,7 +116,7 @@ class DetectStage:
             if device_id == _PEERS_KEY:
                 self._peers.load_state(state)
             else:
-                self._devices[device_id] = DeviceState.from_state(state, self._settings)
+                self._add(device_id, DeviceState.from_state(state, self._settings, self._prior))
 
     def duty_metric(self, device_id: str) -> str | None:
         """The metric that tells whether ``device_id`` is running, once it has been found."""
@@ -72,6 +129,21 @@ class DetectStage:
         if device is None:
             return {}
         return {name: t.baseline.n for name, t in device.trackers.items()}
+
+    def _add(self, device_id: str, device: DeviceState) -> DeviceState:
+        if device_id not in self._devices:
+            self._by_model.setdefault(device.model, []).append(device_id)
+        self._devices[device_id] = device
+        return device
+
+    def _prior(self, model: str, key: str) -> dict[str, Any] | None:
+        """A warm, judged baseline of ``key`` from another device of ``model``: a new
+        device starts from its model's fleet behaviour instead of from nothing."""
+        for other in self._by_model.get(model, [])[:_PRIOR_CANDIDATES]:
+            tracker = self._devices[other].trackers.get(key)
+            if tracker is not None and tracker.baseline.warm and tracker.history.index:
+                return tracker.baseline.to_state()
+        return None
 
 
 def _pack(state: object) -> bytes:

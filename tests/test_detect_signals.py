@@ -1,0 +1,286 @@
+"""Trend, forecast, change point, persistence, relationships, silence, cold start, evidence
+and "accept as normal", each on plain data."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.config import DetectSettings
+from monitor.detect import DetectStage, SignalSet
+from monitor.detect.history import BucketHistory
+from monitor.ingest import Telemetry
+
+STEP = 300.0
+DAY = 86400.0
+HOUR = 3600.0
+
+
+def daily(ts: float) -> float:
+    return 50.0 + 10.0 * math.sin(2 * math.pi * ts / DAY)
+
+
+def feed(
+    stage: DetectStage,
+    device: str,
+    seconds: float,
+    metrics: Callable[[float, random.Random], dict[str, float]],
+    rng: random.Random,
+    t0: float = 0.0,
+    step: float = STEP,
+    model: str = "M",
+) -> list[SignalSet]:
+    out = []
+    for i in range(int(seconds / step)):
+        ts = t0 + i * step
+        out.extend(stage.run([Telemetry(device, ts, metrics(ts, rng), model=model)]))
+    return out
+
+
+def healthy(ts: float, rng: random.Random) -> dict[str, float]:
+    return {"m": daily(ts) + rng.gauss(0, 1.0)}
+
+
+def ramp_from(start: float, per_hour: float) -> Callable[[float, random.Random], dict[str, float]]:
+    def metrics(ts: float, rng: random.Random) -> dict[str, float]:
+        return {"m": daily(ts) + rng.gauss(0, 1.0) + per_hour * max(0.0, (ts - start) / HOUR)}
+
+    return metrics
+
+
+def test_slow_ramp_gives_a_rising_trend_and_a_failure_forecast_with_a_band() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(1)
+    feed(stage, "d", 5 * DAY, healthy, rng)
+    out = feed(stage, "d", 2 * DAY, ramp_from(5 * DAY, 0.08), rng, t0=5 * DAY)
+    last = out[-1]
+    assert (last.value("trend") or 0.0) > 1.0
+    days = last.value("days_to_failure")
+    low, high = last.value("days_to_failure_low"), last.value("days_to_failure_high")
+    assert days is not None
+    assert low is not None
+    assert high is not None
+    assert 0.0 < low <= days <= high
+    assert last.predicted_failure_at is not None
+    assert last.predicted_failure_at > last.ts
+
+
+def test_healthy_device_has_no_trend_forecast_or_accumulated_change() -> None:
+    stage = DetectStage(DetectSettings())
+    out = feed(stage, "d", 8 * DAY, healthy, random.Random(2))
+    late = [s for s in out if s.ts > 5 * DAY]
+    assert all(s.value("days_to_failure") is None for s in late)
+    assert max(s.value("change") or 0.0 for s in late) < 10.0
+    assert max(abs(s.value("trend") or 0.0) for s in late) < 1.0
+
+
+def test_step_accumulates_a_change_point_and_sustained_deviation() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(3)
+    feed(stage, "d", 4 * DAY, healthy, rng)
+
+    def stepped(ts: float, r: random.Random) -> dict[str, float]:
+        return {"m": daily(ts) + 6.0 + r.gauss(0, 1.0)}
+
+    out = feed(stage, "d", DAY, stepped, rng, t0=4 * DAY)
+    assert (out[-1].value("change") or 0.0) > 30.0
+    assert (out[-1].value("sustained") or 0.0) > 3.0
+
+
+def test_short_spike_does_not_count_as_sustained() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(4)
+    feed(stage, "d", 4 * DAY, healthy, rng)
+
+    def spiky(ts: float, r: random.Random) -> dict[str, float]:
+        spike = 30.0 if 4 * DAY + 6 * HOUR <= ts < 4 * DAY + 7 * HOUR else 0.0
+        return {"m": daily(ts) + spike + r.gauss(0, 1.0)}
+
+    out = feed(stage, "d", DAY, spiky, rng, t0=4 * DAY)
+    assert max(s.value("sustained") or 0.0 for s in out) < 1.0
+
+
+def test_idle_day_does_not_poison_the_baseline() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(5)
+
+    def pump(ts: float, r: random.Random) -> dict[str, float]:
+        idle = 4 * DAY <= ts < 5 * DAY
+        running = not idle and (ts % (6 * HOUR)) < 3 * HOUR
+        return {
+            "flow": (40.0 + r.gauss(0, 1)) if running else 0.0,
+            "temp": 30.0 + (10.0 if running else 0.0) + r.gauss(0, 0.3),
+        }
+
+    out = feed(stage, "p", 7 * DAY, pump, rng)
+    after = [s for s in out if s.ts > 5.5 * DAY]
+    assert max(s.deviation for s in after) < 4.0
+    assert max(s.value("sustained") or 0.0 for s in after) < 3.0
+
+
+def _pair(decoupled_from: float) -> Callable[[float, random.Random], dict[str, float]]:
+    def metrics(ts: float, r: random.Random) -> dict[str, float]:
+        load = r.gauss(0, 1.0)
+        # Healthy: current follows flow. Broken: current rises as flow falls, each metric
+        # still within its own usual range.
+        sign = -1.0 if ts >= decoupled_from else 1.0
+        return {"flow": 40.0 + 3.0 * load, "current": 5.0 + 0.3 * sign * load + r.gauss(0, 0.03)}
+
+    return metrics
+
+
+def test_broken_relationship_between_metrics_is_an_anomaly() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(6)
+    out = feed(stage, "d", 6 * DAY, _pair(5 * DAY), rng)
+    before = [s.value("anomaly") for s in out if 4 * DAY < s.ts < 5 * DAY]
+    after = [s.value("anomaly") for s in out if s.ts > 5.5 * DAY]
+    assert all(v is not None for v in before + after)
+    assert max(v or 0.0 for v in before) < 2.0
+    assert min(v or 0.0 for v in after) > 4.0
+
+
+def test_silence_is_measured_in_the_devices_own_intervals() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(7)
+    feed(stage, "fast", 2 * HOUR, healthy, rng, step=60.0)
+    feed(stage, "slow", 2 * HOUR, healthy, rng, step=600.0)
+    now = 2 * HOUR + 15 * 60.0
+    silent = {s.device_id: s.extra["silence"] for s in stage.silent(now)}
+    assert "fast" in silent
+    assert 10.0 < silent["fast"] < 30.0
+    assert "slow" not in silent
+
+
+def test_new_device_starts_from_its_models_fleet_prior() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(8)
+    feed(stage, "old", 5 * DAY, healthy, rng)
+    out = feed(stage, "new", DAY, lambda ts, r: {"m": daily(ts) + 15 + r.gauss(0, 1)}, rng, 5 * DAY)
+    # Judged from its first hours, long before its own 72 hours of learning end; a device
+    # with no fleet to learn from stays silent meanwhile.
+    assert any(s.deviation > 3.0 for s in out[:36])
+    alone = DetectStage(DetectSettings())
+    out = feed(alone, "new", DAY, lambda ts, r: {"m": daily(ts) + 15 + r.gauss(0, 1)}, rng, 5 * DAY)
+    assert max(s.deviation for s in out) == 0.0
+
+
+def test_accept_as_normal_recentres_and_clears_held_state() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(9)
+    feed(stage, "d", 4 * DAY, healthy, rng)
+    shifted = ramp_from(0.0, 0.0)
+
+    def step(ts: float, r: random.Random) -> dict[str, float]:
+        return {"m": shifted(ts, r)["m"] + 8.0}
+
+    out = feed(stage, "d", DAY, step, rng, t0=4 * DAY)
+    assert out[-1].deviation > 4.0
+    stage.accept_as_normal("d")
+    out = feed(stage, "d", DAY, step, rng, t0=5 * DAY)
+    assert max(s.deviation for s in out) < 3.0
+    assert max(s.value("sustained") or 0.0 for s in out) < 2.0
+
+
+def test_evidence_series_has_hourly_points_with_a_band_around_the_expected_value() -> None:
+    stage = DetectStage(DetectSettings())
+    feed(stage, "d", 6 * DAY, healthy, random.Random(10))
+    series = stage.evidence_series("d")["m"]
+    assert 48 <= len(series) <= 72
+    for ts, observed, expected, low, high in series:
+        assert ts % HOUR == 0
+        assert low < expected < high
+        assert abs(observed - expected) < high - expected
+    assert stage.evidence_series("nobody") == {}
+
+
+def test_one_default_works_on_a_one_hertz_rig() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(11)
+    feed(stage, "rig", 1000.0, lambda ts, r: {"m": 5.0 + r.gauss(0, 0.1)}, rng, step=1.0)
+    out = feed(stage, "rig", 400.0, lambda ts, r: {"m": 6.0 + r.gauss(0, 0.1)}, rng, 1000.0, 1.0)
+    flagged = [s.ts for s in out if (s.value("sustained") or 0.0) > 4.0]
+    assert flagged
+    assert flagged[0] < 1000.0 + 300.0
+
+
+def test_checkpoint_restores_history_interval_and_relationships() -> None:
+    stage = DetectStage(DetectSettings())
+    feed(stage, "d", 5 * DAY, _pair(10 * DAY), random.Random(12))
+    saved = stage.checkpoint()
+    fresh = DetectStage(DetectSettings())
+    fresh.restore(saved)
+    assert fresh.evidence_series("d") == stage.evidence_series("d")
+    a = stage.run([Telemetry("d", 5 * DAY, {"flow": 41.0, "current": 5.1}, model="M")])[0]
+    b = fresh.run([Telemetry("d", 5 * DAY, {"flow": 41.0, "current": 5.1}, model="M")])[0]
+    assert a.value("anomaly") is not None
+    assert math.isclose(a.value("anomaly") or 0.0, b.value("anomaly") or 0.0, abs_tol=0.05)
+    assert len(saved["d"]) < 4096
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.floats(-2.0, 2.0),
+    st.lists(st.integers(1, 3), min_size=20, max_size=60),
+)
+def test_history_trend_recovers_a_linear_slope_across_gaps(slope: float, steps: list[int]) -> None:
+    history = BucketHistory()
+    bucket = 0
+    for gap in steps:
+        bucket += gap
+        history.close(bucket, 0.1 * slope * bucket, 0.1 * slope * bucket)
+    assert math.isclose(history.trend, 0.1 * slope, abs_tol=0.02)
+    forecast = history.buckets_to(10.0)
+    assert forecast is None or all(v >= 0.0 for v in forecast)
+
+
+def _heat_pump(
+    snap_from: float, rng_days: random.Random
+) -> Callable[[float, random.Random], dict[str, float]]:
+    offsets = [rng_days.uniform(-4.0, 4.0) for _ in range(30)]
+
+    def metrics(ts: float, r: random.Random) -> dict[str, float]:
+        outdoor = 5.0 + 4.0 * math.sin(2 * math.pi * ts / DAY) + offsets[int(ts // DAY)]
+        if ts >= snap_from:
+            outdoor -= 10.0
+        return {
+            "outdoor_temp_c": outdoor + r.gauss(0, 0.2),
+            "cop": 3.0 + 0.06 * outdoor + r.gauss(0, 0.03),
+        }
+
+    return metrics
+
+
+def test_outdoor_temperature_explains_a_cold_snap_but_not_a_fault() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(13)
+    out = feed(stage, "hp", 7 * DAY, _heat_pump(5 * DAY, random.Random(1)), rng)
+    assert max(s.value("deviation", "cop") or 0.0 for s in out if s.ts > 5 * DAY) < 3.0
+    leaking = _heat_pump(5 * DAY, random.Random(1))
+
+    def leak(ts: float, r: random.Random) -> dict[str, float]:
+        m = leaking(ts, r)
+        return {**m, "cop": m["cop"] - 0.5}
+
+    out = feed(stage, "hp", DAY, leak, rng, t0=7 * DAY)
+    assert (out[-1].value("deviation", "cop") or 0.0) > 4.0
+
+
+def test_idle_day_of_a_device_that_always_ran_is_its_own_state_not_a_fault() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(14)
+
+    def heat_pump(ts: float, r: random.Random) -> dict[str, float]:
+        idle = 5 * DAY <= ts < 6 * DAY
+        return {
+            "power_kw": 0.02 if idle else 2.0 + 0.3 * math.sin(ts / 5000.0) + r.gauss(0, 0.05),
+            "compressor_temp_c": (15.0 if idle else 60.0) + r.gauss(0, 0.4),
+        }
+
+    out = feed(stage, "hp", 7 * DAY, heat_pump, rng)
+    assert stage.duty_metric("hp") is None
+    assert max(s.deviation for s in out if s.ts >= 5 * DAY) < 4.0
