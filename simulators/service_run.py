@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -44,6 +45,10 @@ LINGER_DAYS = 21.0
 the last cases happen."""
 
 Progress = Callable[[float, int], None]
+
+
+_MAX_DUE_STEPS = 100
+"""Bound on the due moments one step delivers at one by one (the rest go at its end)."""
 
 
 class SimulatedClock:
@@ -105,8 +110,7 @@ async def run_proactive(
                 # Delivered as a live monitor would: the real time it took, after the event.
                 clock.set(case.opened_at + (time.time() - began))
                 await dispatcher.deliver_due()
-        clock.set(last_ts)
-        await dispatcher.deliver_due()
+        await _deliver_through(engine, dispatcher, clock, last_ts)
         loop.advance(last_ts)
         done += len(messages)
         if on_progress is not None:
@@ -115,10 +119,32 @@ async def run_proactive(
     at = fleet.end
     while at < fleet.end + linger_days * DAY:
         at += HOUR
-        clock.set(at)
-        await dispatcher.deliver_due()
+        await _deliver_through(engine, dispatcher, clock, at)
         loop.advance(at)
     return loop
+
+
+async def _deliver_through(
+    engine: Engine, dispatcher: Dispatcher, clock: SimulatedClock, until: float
+) -> None:
+    """Deliver what falls due up to ``until`` at the moment each falls due (a message held
+    for quiet hours goes out when they end), as the live dispatcher, polling every second,
+    would; not all at the end of the simulated step."""
+    for _ in range(_MAX_DUE_STEPS):
+        with Session(engine) as session:
+            due = session.exec(
+                select(func.min(Outbox.next_attempt_at)).where(
+                    col(Outbox.status) == "pending",
+                    col(Outbox.next_attempt_at) > clock(),
+                    col(Outbox.next_attempt_at) <= until,
+                )
+            ).one()
+        if due is None:
+            break
+        clock.set(due)
+        await dispatcher.deliver_due()
+    clock.set(until)
+    await dispatcher.deliver_due()
 
 
 def run_reactive(fleet: Fleet, engine: Engine, *, linger_days: float = LINGER_DAYS) -> CustomerLoop:
