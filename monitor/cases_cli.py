@@ -17,6 +17,7 @@ import uvicorn
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from monitor.api import create_app
@@ -26,7 +27,7 @@ from monitor.cases.incidents import IncidentError, update_incident
 from monitor.cases.lifecycle import TransitionError, act, add_note, assign
 from monitor.cases.silencing import SilenceError, add_silence, expire_silence, list_silences
 from monitor.config import ConfigError, Settings
-from monitor.store import Case, open_database
+from monitor.store import Case
 from monitor.store.models import FleetIncident
 from rules.model import parse_duration
 
@@ -40,14 +41,20 @@ CaseId = Annotated[int, typer.Argument(help="Case id (see `monitor cases list`).
 err = Console(stderr=True, soft_wrap=True)
 
 _load: Callable[[Path | None], Settings]
+_database: Callable[[Settings], Engine]
 
 
 def register(
-    app: typer.Typer, cases_app: typer.Typer, load: Callable[[Path | None], Settings]
+    app: typer.Typer,
+    cases_app: typer.Typer,
+    load: Callable[[Path | None], Settings],
+    database: Callable[[Settings], Engine],
 ) -> None:
-    """Add these commands to ``monitor`` (and its ``cases`` group); ``load`` reads --config."""
-    global _load  # noqa: PLW0603  (the loader is the main CLI's, so errors print the same)
+    """Add these commands to ``monitor`` (and its ``cases`` group); ``load`` reads --config,
+    ``database`` opens the configured database (both the main CLI's, so errors print alike)."""
+    global _load, _database  # noqa: PLW0603
     _load = load
+    _database = database
     for name, command in _CASE_COMMANDS.items():
         cases_app.command(name)(command)
     app.add_typer(silences_app, name="silences")
@@ -57,8 +64,7 @@ def register(
 
 @contextmanager
 def _session(config: Path | None) -> Iterator[Session]:
-    database = _load(config).database
-    with Session(open_database(database.url, database.migrate)) as session:
+    with Session(_database(_load(config))) as session:
         yield session
 
 

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from monitor import cases_cli, db_cli, report_cli
@@ -44,6 +45,16 @@ def _settings(config: Path | None) -> Settings:
         return load_settings(config)
     except ConfigError as exc:
         err.print(f"[red]configuration error[/red]\n{exc}")
+        raise typer.Exit(2) from exc
+
+
+def database_of(settings: Settings) -> Engine:
+    """The configured database, or a plain error and exit 2 (unreachable, too old in check
+    mode, newer than this monitor)."""
+    try:
+        return open_database(settings.database.url, settings.database.migrate)
+    except DatabaseError as exc:
+        err.print(f"[red]database error[/red]\n{escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
@@ -119,7 +130,7 @@ def list_cases(
 ) -> None:
     """List cases, newest first."""
     settings = _settings(config)
-    engine = open_database(settings.database.url, settings.database.migrate)
+    engine = database_of(settings)
     with Session(engine) as session:
         query = select(Case).order_by(col(Case.opened_at).desc())
         if status:
@@ -146,7 +157,7 @@ def list_cases(
     Console().print(table)
 
 
-cases_cli.register(app, cases_app, _settings)
+cases_cli.register(app, cases_app, _settings, database_of)
 db_cli.register(app, _settings)
 
 

@@ -218,3 +218,20 @@ def test_db_commands_show_and_upgrade_the_revision(tmp_path: Path) -> None:
     assert upgraded.exit_code == 0, upgraded.output
     assert "ran 0002" in upgraded.output
     assert "up to date" in after.output
+
+
+def test_support_commands_on_a_database_they_cannot_use_say_so_plainly(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    engine = open_database(url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    config = tmp_path / "monitor.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
+    runner = CliRunner()
+
+    for command_line in (["cases", "list"], ["cases", "show", "1"], ["silences", "list"]):
+        result = runner.invoke(app, [*command_line, "--config", str(config)])
+        assert result.exit_code == 2, (command_line, result.output)
+        assert "database error" in result.output
+        assert "9999" in result.output
+        assert not isinstance(result.exception, DatabaseError)  # no traceback
