@@ -98,6 +98,7 @@ async def run_proactive(
     # One sampling step of the fleet per batch by default: the monitor's clock (quiet hours,
     # first response) then moves in steps no coarser than a live monitor's would matter.
     size = batch or len(fleet.devices)
+    previous = fleet.start
     for messages, last_ts in _batches(fleet, twin, loop, settings.mqtt.topic_prefix, size):
         began = time.time()
         # The batch's cases are stamped as of its last message, then moved to their own
@@ -110,7 +111,8 @@ async def run_proactive(
                 # Delivered as a live monitor would: the real time it took, after the event.
                 clock.set(case.opened_at + (time.time() - began))
                 await dispatcher.deliver_due()
-        await _deliver_through(engine, dispatcher, clock, last_ts)
+        await _deliver_through(engine, dispatcher, clock, previous, last_ts)
+        previous = last_ts
         loop.advance(last_ts)
         done += len(messages)
         if on_progress is not None:
@@ -118,14 +120,14 @@ async def run_proactive(
     pipeline.checkpoint()
     at = fleet.end
     while at < fleet.end + linger_days * DAY:
+        await _deliver_through(engine, dispatcher, clock, at, at + HOUR)
         at += HOUR
-        await _deliver_through(engine, dispatcher, clock, at)
         loop.advance(at)
     return loop
 
 
 async def _deliver_through(
-    engine: Engine, dispatcher: Dispatcher, clock: SimulatedClock, until: float
+    engine: Engine, dispatcher: Dispatcher, clock: SimulatedClock, since: float, until: float
 ) -> None:
     """Deliver what falls due up to ``until`` at the moment each falls due (a message held
     for quiet hours goes out when they end), as the live dispatcher, polling every second,
@@ -135,12 +137,13 @@ async def _deliver_through(
             due = session.exec(
                 select(func.min(Outbox.next_attempt_at)).where(
                     col(Outbox.status) == "pending",
-                    col(Outbox.next_attempt_at) > clock(),
+                    col(Outbox.next_attempt_at) > since,
                     col(Outbox.next_attempt_at) <= until,
                 )
             ).one()
         if due is None:
             break
+        since = due
         clock.set(due)
         await dispatcher.deliver_due()
     clock.set(until)
