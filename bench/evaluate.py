@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import logging
 import tempfile
 import time
@@ -161,10 +162,14 @@ def measure_speed(seed: int, devices: int, days: float) -> None:
     stage = DetectStage(settings.detect)
     engine = RuleEngine(load_rules(settings.rules.dir))
     batch = 1000
+    gc.collect()
+    rss_before = _rss_bytes()
     started = time.perf_counter()
     for first in range(0, len(messages), batch):
         engine.run(stage.run(messages[first : first + batch]))
     elapsed = time.perf_counter() - started
+    gc.collect()
+    ram = (_rss_bytes() - rss_before) / devices
     sizes = sorted(
         len(blob) for key, blob in stage.checkpoint().items() if not key.startswith("__")
     )
@@ -176,6 +181,22 @@ def measure_speed(seed: int, devices: int, days: float) -> None:
         f"checkpointed state per device: median {sizes[len(sizes) // 2]:,} B, "
         f"max {sizes[-1]:,} B over {len(sizes)} devices"
     )
+    if rss_before:  # Linux only: read from /proc
+        print(
+            f"resident memory growth per device (detection + rules, after {days:g} days; "
+            f"fixed costs and allocator high-water marks shared by only {devices} devices "
+            f"included): {ram / 1024:,.1f} KB"
+        )
+
+
+def _rss_bytes() -> int:
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return 0
+    for line in status.read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def main() -> None:

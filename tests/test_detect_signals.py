@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from monitor.config import DetectSettings
 from monitor.detect import DetectStage, SignalSet
 from monitor.detect.history import BucketHistory
+from monitor.detect.multivariate import Relationships
 from monitor.ingest import Telemetry
 
 STEP = 300.0
@@ -284,3 +285,15 @@ def test_idle_day_of_a_device_that_always_ran_is_its_own_state_not_a_fault() -> 
     out = feed(stage, "hp", 7 * DAY, heat_pump, rng)
     assert stage.duty_metric("hp") is None
     assert max(s.deviation for s in out if s.ts >= 5 * DAY) < 4.0
+
+
+def test_relationship_training_stays_bounded_however_long_a_device_learns() -> None:
+    joint = Relationships()
+    rng = random.Random(13)
+    for _ in range(20_000):
+        joint.collect({"flow": rng.gauss(0, 1), "current": rng.gauss(0, 1), "temp": 0.0})
+    # Every stride-th vector, packed: a learning device costs kilobytes, not a list per sample.
+    assert len(joint.buffer) <= 192 * 3
+    assert joint.buffer.itemsize == 4
+    assert joint.fit()
+    assert joint.score({"flow": 0.0, "current": 0.0, "temp": 0.0}, STEP, 12 * STEP) is not None

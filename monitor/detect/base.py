@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 SIGNAL_NAMES: dict[str, str] = {
@@ -34,6 +35,9 @@ SIGNAL_NAMES: dict[str, str] = {
 """Every signal a rule may test, with what it means. A detector that adds a signal adds its
 name here, and :meth:`SignalSet.value` finds it in :attr:`MetricSignal.extra` or
 :attr:`SignalSet.extra`; the rules loader refuses names not listed."""
+
+DEVICE_SIGNALS = frozenset({"anomaly", "silence"})
+"""Signals only ever device-level (never per metric): absent from ``extra``, they are absent."""
 
 
 class Detector(Protocol):
@@ -100,22 +104,29 @@ class SignalSet:
         ``None`` when the signal is not known for this message, which makes a comparison on
         it false. A metric name matches its per-state trackers too ("flow" is "flow (on)").
         """
+        # Rules ask this several times for every message: direct look-ups, no lists.
         if metric is None:
-            if signal in self.extra:
-                return self.extra[signal]
+            extra = self.extra
+            if signal in extra:
+                return extra[signal]
+            if signal in DEVICE_SIGNALS:
+                return None
             candidates: Iterable[MetricSignal] = self.metrics.values()
         else:
-            # Direct look-ups instead of a scan: rules ask this for every message.
             ms = self.metrics
-            candidates = [
-                m
-                for m in (ms.get(metric), ms.get(f"{metric} (on)"), ms.get(f"{metric} (off)"))
-                if m is not None
-            ]
-        found = [v for m in candidates if (v := _metric_value(m, signal)) is not None]
-        if not found:
-            return None
-        return max(found, key=abs)
+            on, off = _state_names(metric)
+            candidates = (m for m in (ms.get(metric), ms.get(on), ms.get(off)) if m is not None)
+        best: float | None = None
+        for m in candidates:
+            v = _metric_value(m, signal)
+            if v is not None and (best is None or abs(v) > abs(best)):
+                best = v
+        return best
+
+
+@lru_cache(maxsize=1024)
+def _state_names(metric: str) -> tuple[str, str]:
+    return f"{metric} (on)", f"{metric} (off)"
 
 
 def _metric_value(m: MetricSignal, signal: str) -> float | None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from monitor.config import DetectSettings
@@ -12,7 +15,7 @@ from monitor.detect.context import ContextSlope, context_metric
 from monitor.detect.duty_cycle import DutyCycle
 from monitor.detect.history import BucketHistory
 from monitor.detect.interval import MessageInterval
-from monitor.detect.multivariate import Relationships
+from monitor.detect.multivariate import SCORE_EVERY, Relationships
 from monitor.detect.peers import FleetPeers
 from monitor.detect.seasonal_baseline import SeasonalBaseline, decay
 
@@ -53,16 +56,25 @@ _RECENT_S = 24 * 3600.0
 """How long a metric's signal from the other operating state still counts."""
 
 
+@lru_cache(maxsize=4096)
+def _names(metric: str, state: str) -> tuple[str, str]:
+    """A metric's tracker key and display name in an operating state (made once, not per
+    message)."""
+    return (f"{metric}|{state}", f"{metric} ({state})") if state else (metric, metric)
+
+
 class DeviceState:
     """Per-device detector state: one tracker per metric and operating state."""
 
     __slots__ = (
         "_learning_s",
+        "_oldest",
         "_prior",
         "_settings",
         "anomaly",
         "bucket_s",
         "context",
+        "current",
         "duty",
         "extra",
         "failure_at",
@@ -93,6 +105,10 @@ class DeviceState:
         """This message's multivariate anomaly, once the relationships are fitted."""
         self.recent: dict[str, tuple[float, MetricSignal]] = {}
         """Latest signal of every metric in every state, by display name, with its time."""
+        self.current: dict[str, MetricSignal] = {}
+        """The signals ``observe`` returns: ``recent`` without those older than a day."""
+        self._oldest = -math.inf
+        """No signal in ``current`` is older than this (a lower bound, tightened on pruning)."""
 
     def observe(
         self, device_id: str, ts: float, metrics: dict[str, float], peers: FleetPeers
@@ -104,61 +120,94 @@ class DeviceState:
         news while the pump is off), named ``"metric (state)"`` on devices with a duty cycle.
         """
         s = self._settings
+        state, smoothing_s, learning_s = self._pace(ts, metrics)
+        zs: dict[str, float] = {}
+        learning = True
+        ctx_name, ctx = self._context_residual(metrics, state, ts)
+        trackers, recent, current = self.trackers, self.recent, self.current
+        smoothing_cap = smoothing_s / 4.0
+        hold_z = s.hold_z
+        for name, value in metrics.items():
+            key, shown = _names(name, state)
+            tracker = trackers.get(key)
+            if tracker is None:
+                tracker = trackers[key] = self._new_tracker(key, ts)
+            baseline = tracker.baseline
+            in_context = ctx and name != ctx_name
+            explained = tracker.context.beta * ctx if in_context else 0.0
+            z = baseline.score_one(value - explained, ts)
+            warm = baseline.warm
+            if warm:
+                zs[name] = z
+            # After a gap the first sample is still one sample: it must not set the level alone.
+            dt = ts - tracker.last_ts
+            smoothed = tracker.smoothed
+            smoothed += decay(dt if dt < smoothing_cap else smoothing_cap, smoothing_s) * (
+                z - smoothed
+            )
+            tracker.smoothed = smoothed
+            tracker.last_ts = ts
+            deviation = 0.0
+            learning = ts - tracker.first_ts < learning_s
+            # The surroundings are context, not health: a cold week is not the device's fault.
+            if warm and (tracker.prior or not learning) and name != ctx_name:
+                deviation = peers.adjust(self.model, key, device_id, smoothed, ts)
+                if self.bucket_s:
+                    sums = tracker.sums
+                    if int(ts // self.bucket_s) != tracker.bucket:
+                        self._close_bucket(tracker, ts)
+                    sums[0] += z
+                    sums[1] += deviation
+                    sums[2] += 1.0
+                signal = MetricSignal(
+                    value, baseline.expected(ts) + explained, deviation, tracker.extra
+                )
+                recent[shown] = (ts, signal)
+                current[shown] = signal
+            # Hold the baseline while the metric is far off, or drifting steadily away: a slow
+            # fault must not become normal. Not while still learning, though: the first days
+            # must see every operating state.
+            if learning or (-hold_z < deviation < hold_z and tracker.failure_at is None):
+                if in_context and baseline.n:
+                    weight = decay(ts - baseline.last_ts, s.baseline_halflife_hours * 3600.0)
+                    tracker.context.learn(value - baseline.expected(ts), ctx, weight)
+                baseline.learn_one(value - explained, ts)
+        self.anomaly = self._relationships(state, zs, learning, smoothing_s, ts)
+        if ts - self._oldest > _RECENT_S:
+            self._forget_stale(ts)
+        return dict(current)
+
+    def _pace(self, ts: float, metrics: dict[str, float]) -> tuple[str, float, float]:
+        """Follow the device's message interval and operating state: (state, smoothing
+        half-life, learning period), both durations in event-time seconds."""
+        s = self._settings
         self.interval.observe(ts)
         interval = self.interval.seconds
         if not self.bucket_s and self.interval.n >= _SETTLE:
             self.bucket_s = BUCKET_INTERVALS * interval
-        smoothing_s = s.smoothing_samples * interval
-        learning_s = min(self._learning_s, s.learning_samples * interval)
         undecided = not self.duty.decided
         state = self.duty.observe(metrics)
         if undecided and self.duty.metric is not None:
             # Baselines learned before the on/off metric was known mixed both states: restart.
             self.trackers.clear()
-            self.recent.clear()
-        zs: dict[str, float] = {}
-        learning = True
-        ctx_name, ctx = self._context_residual(metrics, state, ts)
-        for name, value in metrics.items():
-            key = f"{name}|{state}" if state else name
-            tracker = self.trackers.get(key)
-            if tracker is None:
-                tracker = self.trackers[key] = self._new_tracker(key, ts)
-            baseline = tracker.baseline
-            explained = tracker.context.beta * ctx if ctx and name != ctx_name else 0.0
-            z = baseline.score_one(value - explained, ts)
-            if baseline.warm:
-                zs[name] = z
-            # After a gap the first sample is still one sample: it must not set the level alone.
-            dt = min(ts - tracker.last_ts, smoothing_s / 4.0)
-            tracker.smoothed += decay(dt, smoothing_s) * (z - tracker.smoothed)
-            tracker.last_ts = ts
-            deviation = 0.0
-            learning = ts - tracker.first_ts < learning_s
-            # The surroundings are context, not health: a cold week is not the device's fault.
-            if baseline.warm and (tracker.prior or not learning) and name != ctx_name:
-                deviation = peers.adjust(self.model, key, device_id, tracker.smoothed, ts)
-                if self.bucket_s:
-                    self._bucket(tracker, ts, z, deviation)
-                shown = f"{name} ({state})" if state else name
-                self.recent[shown] = (
-                    ts,
-                    MetricSignal(
-                        value, baseline.expected(ts) + explained, deviation, tracker.extra
-                    ),
-                )
-            # Hold the baseline while the metric is far off, or drifting steadily away: a slow
-            # fault must not become normal. Not while still learning, though: the first days
-            # must see every operating state.
-            if learning or (abs(deviation) < s.hold_z and tracker.failure_at is None):
-                if ctx and name != ctx_name and baseline.n:
-                    weight = decay(ts - baseline.last_ts, s.baseline_halflife_hours * 3600.0)
-                    tracker.context.learn(value - baseline.expected(ts), ctx, weight)
-                baseline.learn_one(value - explained, ts)
-        self.anomaly = self._relationships(state, zs, learning, smoothing_s)
-        return {
+            self._forget_recent()
+        return (
+            state,
+            s.smoothing_samples * interval,
+            min(self._learning_s, s.learning_samples * interval),
+        )
+
+    def _forget_recent(self) -> None:
+        self.recent.clear()
+        self.current = {}
+        self._oldest = -math.inf
+
+    def _forget_stale(self, ts: float) -> None:
+        """Drop signals older than a day from the current view (they stay in ``recent``)."""
+        self.current = {
             shown: signal for shown, (seen, signal) in self.recent.items() if ts - seen <= _RECENT_S
         }
+        self._oldest = min((seen for seen, _ in self.recent.values()), default=ts)
 
     def _context_residual(
         self, metrics: dict[str, float], state: str, ts: float
@@ -175,7 +224,7 @@ class DeviceState:
         return name, metrics[name] - tracker.baseline.expected(ts)
 
     def _relationships(
-        self, state: str, zs: dict[str, float], learning: bool, smoothing_s: float
+        self, state: str, zs: dict[str, float], learning: bool, smoothing_s: float, ts: float
     ) -> float | None:
         if not zs:
             return None
@@ -187,7 +236,10 @@ class DeviceState:
             return None
         if not joint.fit():
             return None
-        return joint.score(zs, self.interval.seconds, smoothing_s)
+        interval = self.interval.seconds
+        if int(ts // interval) % SCORE_EVERY:
+            return joint.latest(zs)
+        return joint.score(zs, SCORE_EVERY * interval, smoothing_s)
 
     def _forecast(self) -> None:
         # Device-level: the most urgent metric's forecast (a rule on the device asks "will
@@ -204,18 +256,14 @@ class DeviceState:
         self.failure_at = urgent.failure_at
         self.extra = {k: v for k, v in urgent.extra.items() if k.startswith("days_to_failure")}
 
-    def _bucket(self, tracker: MetricTracker, ts: float, z: float, deviation: float) -> None:
-        bucket = int(ts // self.bucket_s)
+    def _close_bucket(self, tracker: MetricTracker, ts: float) -> None:
+        """``ts`` starts a new bucket: close the open one (if it has samples) and reopen."""
         sums = tracker.sums
-        if bucket != tracker.bucket:
-            if sums[2] > 0:
-                tracker.history.close(tracker.bucket, sums[0] / sums[2], sums[1] / sums[2])
-                self._derive(tracker, ts)
-            tracker.bucket = bucket
-            sums[0] = sums[1] = sums[2] = 0.0
-        sums[0] += z
-        sums[1] += deviation
-        sums[2] += 1.0
+        if sums[2] > 0:
+            tracker.history.close(tracker.bucket, sums[0] / sums[2], sums[1] / sums[2])
+            self._derive(tracker, ts)
+        tracker.bucket = int(ts // self.bucket_s)
+        sums[0] = sums[1] = sums[2] = 0.0
 
     def _derive(self, tracker: MetricTracker, ts: float) -> None:
         h = tracker.history
@@ -251,7 +299,7 @@ class DeviceState:
             tracker.failure_at = None
             tracker.first_ts = tracker.last_ts
             tracker.prior = False
-        self.recent.clear()
+        self._forget_recent()
         self.joint.clear()
         self.anomaly = None
         self._forecast()
@@ -290,7 +338,7 @@ class DeviceState:
             # Trust the prior as much as a warm-up's worth of own samples, no more: the
             # device's own data takes over at the running-mean pace.
             baseline.n = baseline.warmup
-            baseline.season_n = [min(n, 2) for n in baseline.season_n]
+            baseline.season_n = array("l", (min(n, 2) for n in baseline.season_n))
         return MetricTracker(baseline, 0.0, ts, ts, prior=prior is not None)
 
     def _new_baseline(self) -> SeasonalBaseline:

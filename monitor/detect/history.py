@@ -29,6 +29,7 @@ From the closed buckets:
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 KEEP = 72
@@ -64,9 +65,11 @@ class BucketHistory:
     )
 
     def __init__(self) -> None:
-        self.index: list[int] = []
-        self.z: list[int] = []
-        self.dev: list[int] = []
+        # Packed arrays, not lists of int objects: a full history of ten trackers took
+        # tens of kilobytes per device in RAM.
+        self.index = array("l")
+        self.z = array("h")
+        self.dev = array("h")
         self.cusum_hi = 0.0
         self.cusum_lo = 0.0
         self.trend = 0.0
@@ -91,13 +94,13 @@ class BucketHistory:
 
     def _derive(self) -> None:
         devs = self.dev
-        idx = self.index[-len(devs) :] if devs else []
+        idx = self.index[-len(devs) :] if devs else array("l")
         n = len(devs)
         last = sorted(devs[-3:])
         self.level = last[len(last) // 2] / _SCALE
         recent = devs[-SUSTAIN:]
         self.sustained = (
-            min(abs(v) for v in recent) / _SCALE * (1 if self.level >= 0 else -1)
+            min(map(abs, recent)) / _SCALE * (1 if self.level >= 0 else -1)
             if len(recent) == SUSTAIN
             else 0.0
         )
@@ -136,24 +139,30 @@ class BucketHistory:
 
     def reset(self) -> None:
         """Forget the statistics, keep the chart: behaviour from now on is the new normal."""
-        self.dev = [0] * len(self.dev)
+        self.dev = array("h", bytes(self.dev.itemsize * len(self.dev)))
         self.cusum_hi = self.cusum_lo = 0.0
         self.trend = self.slope_lo = self.slope_hi = self.level = self.sustained = 0.0
 
     def to_state(self) -> list[Any]:
         # Bucket numbers as deltas (mostly 1): they compress to almost nothing.
         deltas = [b - a for a, b in zip([0, *self.index], self.index, strict=False)]
-        return [deltas, self.z, self.dev, round(self.cusum_hi, 2), round(self.cusum_lo, 2)]
+        return [
+            deltas,
+            self.z.tolist(),
+            self.dev.tolist(),
+            round(self.cusum_hi, 2),
+            round(self.cusum_lo, 2),
+        ]
 
     def load_state(self, state: list[Any]) -> None:
         deltas, z, dev, hi, lo = state
         total = 0
-        self.index = []
+        self.index = array("l")
         for d in deltas:
             total += int(d)
             self.index.append(total)
-        self.z = [int(v) for v in z]
-        self.dev = [int(v) for v in dev]
+        self.z = array("h", (int(v) for v in z))
+        self.dev = array("h", (int(v) for v in dev))
         self.cusum_hi, self.cusum_lo = float(hi), float(lo)
         if self.index:
             self._derive()

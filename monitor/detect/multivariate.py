@@ -4,19 +4,21 @@ A pump whose current rises while its flow falls may keep each metric inside its 
 while the pair is impossible for a healthy pump. During the learning period the vector of the
 device's per-metric deviations (already free of the daily cycle and the operating state) is
 collected; once, after learning, scikit-learn's Minimum Covariance Determinant fits a robust
-mean and covariance to it. From then on each message costs one small quadratic form in plain
-Python: the Mahalanobis distance, expressed in robust standard units of the distances the
-device's own healthy data had, and smoothed like the per-metric deviation.
+mean and covariance to it. From then on every fourth message interval costs one small
+quadratic form in plain Python: the Mahalanobis distance, expressed in robust standard units
+of the distances the device's own healthy data had, and smoothed on event time like the
+per-metric deviation (so scoring a sample of the messages keeps its time constant).
 
 Only the fitted numbers are state (mean, the precision matrix's upper triangle, the healthy
-distance's median and spread); the training vectors live in memory until the fit and are
-collected again if a restart interrupts them.
+distance's median and spread); the training vectors live in memory, as packed single-precision
+floats, until the fit and are collected again if a restart interrupts them.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from array import array
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,10 @@ _MAX_BUFFER = 192
 per learning device, still spanning the whole learning period."""
 _MIN_SPREAD = 0.25
 _MAX_SCORE = 20.0
+SCORE_EVERY = 4
+"""Messages are scored when their interval number (event time over the device's interval) is
+a multiple of this: a quarter of the quadratic forms, chosen by time alone, so a restarted
+monitor scores the same messages."""
 
 
 class Relationships:
@@ -50,7 +56,9 @@ class Relationships:
 
     def __init__(self) -> None:
         self.keys: tuple[str, ...] = ()
-        self.buffer: list[list[float]] = []
+        self.buffer = array("f")
+        """Training vectors, flat: ``len(keys)`` floats each (a list of lists cost ~200 bytes
+        a vector, the bulk of a learning device's memory)."""
         self.stride = 1
         self.seen = 0
         self.mean: list[float] = []
@@ -70,23 +78,26 @@ class Relationships:
             return
         keys = tuple(sorted(zs))
         if keys != self.keys:
-            self.keys, self.buffer, self.stride = keys, [], 1
+            self.keys, self.buffer, self.stride = keys, array("f"), 1
         self.seen += 1
         if self.seen % self.stride:
             return
-        self.buffer.append([zs[k] for k in keys])
-        if len(self.buffer) >= _MAX_BUFFER:
-            self.buffer = self.buffer[::2]
+        self.buffer.extend(zs[k] for k in keys)
+        n = len(keys)
+        if len(self.buffer) >= _MAX_BUFFER * n:
+            every_other = np.frombuffer(self.buffer, dtype=np.float32).reshape(-1, n)[::2]
+            self.buffer = array("f", every_other.tobytes())
             self.stride *= 2
 
     def fit(self) -> bool:
         """Fit once the learning period is over; True if a model now exists."""
         if self.fitted:
             return True
-        if len(self.buffer) < MIN_FIT:
+        n = len(self.keys)
+        if not n or len(self.buffer) < MIN_FIT * n:
             return False
-        x = np.asarray(self.buffer, dtype=float)
-        self.buffer = []
+        x = np.frombuffer(self.buffer, dtype=np.float32).astype(float).reshape(-1, n)
+        self.buffer = array("f")
         try:
             with warnings.catch_warnings():
                 # A metric that hardly moves (a flow at rest) makes the covariance singular;
@@ -126,6 +137,16 @@ class Relationships:
         raw = (math.sqrt(max(0.0, q)) - self.median) / self.spread
         raw = max(-_MAX_SCORE, min(_MAX_SCORE, raw))
         self.smoothed += decay(dt, smoothing_s) * (raw - self.smoothed)
+        return self.smoothed
+
+    def latest(self, zs: dict[str, float]) -> float | None:
+        """The last smoothed score, for a message that is not scored itself (None, like
+        :meth:`score`, without a fit or a full vector)."""
+        if not self.mean:
+            return None
+        for k in self.keys:
+            if k not in zs:
+                return None
         return self.smoothed
 
     def reset(self) -> None:

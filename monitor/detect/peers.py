@@ -57,8 +57,10 @@ class FleetPeers:
             group = self._groups[(model, metric)] = _Peers()
         group.latest[device_id] = (deviation, ts)
         group.stale += 1
-        # Recomputing once per eighth of a fleet round keeps the cost per message constant.
-        if group.stale >= max(1, len(group.latest) // 8):
+        # Recomputing once per fleet round keeps the cost per message constant (and small: a
+        # median over the peers for every message was a tenth of detection's cost); the
+        # sustained deviations it compares move slowly, so a round-old median is current.
+        if group.stale >= len(group.latest):
             self._recompute(group, ts)
         if math.isnan(group.median):  # too few recent peers
             return deviation

@@ -15,6 +15,7 @@ fifteen minutes forget at the same rate, and a gap does not distort what was lea
 from __future__ import annotations
 
 import math
+from array import array
 from functools import lru_cache
 from typing import Any
 
@@ -58,8 +59,9 @@ class SeasonalBaseline:
         self.n = 0
         self.level = 0.0
         self.scale = 0.0
-        self.season = [0.0] * _HOURS
-        self.season_n = [0] * _HOURS
+        # Packed arrays: a list of 24 float objects took four times the memory.
+        self.season = array("d", bytes(8 * _HOURS))
+        self.season_n = array("l", bytes(8 * _HOURS))
         self.last_ts = 0.0
 
     @property
@@ -71,42 +73,48 @@ class SeasonalBaseline:
         return self._warmup
 
     def expected(self, ts: float) -> float:
-        return self.level + self.season[_hour(ts)]
+        return self.level + self.season[int(ts % 86400.0) // 3600]
 
     def score_one(self, value: float, ts: float) -> float:
         if self.n == 0:
             return 0.0
-        residual = value - self.expected(ts)
-        z = residual / self.floor_scale()
-        return max(-_MAX_Z, min(_MAX_Z, z))
+        residual = value - self.level - self.season[int(ts % 86400.0) // 3600]
+        z = residual / max(self.scale, 0.01 * abs(self.level), 1e-3)
+        return _MAX_Z if z > _MAX_Z else -_MAX_Z if z < -_MAX_Z else z
 
     def learn_one(self, value: float, ts: float) -> None:
-        if self.n == 0:
+        n = self.n
+        if n == 0:
             self.level, self.last_ts, self.n = value, ts, 1
             return
         dt = ts - self.last_ts
-        hour = _hour(ts)
+        hour = int(ts % 86400.0) // 3600
+        season = self.season
         # Learn at least as fast as a running mean, so the first days are not sticky.
-        catch_up = 1.0 / (self.n + 1)
+        catch_up = 1.0 / (n + 1)
         a_level = max(decay(dt, self._level_hl), catch_up)
         a_scale = max(decay(dt, self._level_hl / 4.0), catch_up)
         a_season = max(decay(dt, self._season_hl), 1.0 / (self.season_n[hour] + 1))
-        residual = value - self.level - self.season[hour]
+        level = self.level
+        residual = value - level - season[hour]
         # Outliers do not teach the spread: neither a spike nor a fault creeping up may widen
         # the band that is meant to judge them.
-        if self.n < self._warmup or abs(residual) < 3.0 * self.floor_scale():
+        limit = 3.0 * max(self.scale, 0.01 * abs(level), 1e-3)
+        if n < self._warmup or abs(residual) < limit:
             self.scale += a_scale * (abs(residual) * _MAD_TO_SIGMA - self.scale)
         if self.scale > 0:
-            limit = 3.0 * self.floor_scale()
+            limit = 3.0 * max(self.scale, 0.01 * abs(level), 1e-3)
             residual = max(-limit, min(limit, residual))
-        self.level += a_level * residual
-        self.season[hour] += a_season * (value - self.level - self.season[hour])
+        level += a_level * residual
+        self.level = level
+        season[hour] += a_season * (value - level - season[hour])
         self.season_n[hour] += 1
         self.last_ts = ts
-        self.n += 1
+        self.n = n + 1
 
     def floor_scale(self) -> float:
-        # A perfectly constant metric must not turn its first wobble into infinite sigmas.
+        # A perfectly constant metric must not turn its first wobble into infinite sigmas
+        # (written out in score_one and learn_one, which run for every sample).
         return max(self.scale, 0.01 * abs(self.level), 1e-3)
 
     def to_state(self) -> dict[str, Any]:
@@ -116,7 +124,7 @@ class SeasonalBaseline:
             "level": _sig(self.level),
             "scale": _sig(self.scale),
             "season": [_sig(v) for v in self.season],
-            "season_n": self.season_n,
+            "season_n": self.season_n.tolist(),
             "last_ts": self.last_ts,
         }
 
@@ -124,14 +132,10 @@ class SeasonalBaseline:
         self.n = int(state["n"])
         self.level = float(state["level"])
         self.scale = float(state["scale"])
-        self.season = [float(v) for v in state["season"]]
-        self.season_n = [int(v) for v in state["season_n"]]
+        self.season = array("d", (float(v) for v in state["season"]))
+        self.season_n = array("l", (int(v) for v in state["season_n"]))
         self.last_ts = float(state["last_ts"])
 
 
 def _sig(x: float) -> float:
     return float(f"{x:.7g}")
-
-
-def _hour(ts: float) -> int:
-    return int(ts % 86400.0) // 3600
