@@ -266,6 +266,8 @@ class CustomerLoop:
     def _repaired(self, session: Session, event: _Event) -> None:
         case = _case(session, event.target)
         self.repaired_at.setdefault(case.device_id, event.at)
+        if case.status not in OPEN_CASE_STATUSES:
+            return  # already resolved with another case of the same device, when that was fixed
         transition(session, case, "resolved", actor=_SUPPORT, at=event.at)
         # Whatever else is open on the device was the same broken product: fixed too.
         others = select(Case).where(
