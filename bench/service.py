@@ -37,7 +37,7 @@ from monitor.config import (
     SmtpSettings,
     WebhookSettings,
 )
-from monitor.report import Distribution, build_report, is_problem_message, quiet_wait
+from monitor.report import Distribution, build_report, quiet_wait, sent_problem_messages
 from monitor.report_cli import duration, report_table
 from monitor.store import Case, Outbox
 from simulators.fleet import Fleet, build_fleet
@@ -120,8 +120,8 @@ def fleet_truth_figures(fleet: Fleet, engine: Engine, repaired: dict[str, float]
     """The figures that need the simulator's ground truth, for the proactive run."""
     with Session(engine) as session:
         cases = {c.id: c for c in session.exec(select(Case))}
-        rows = [r for r in session.exec(select(Outbox)) if is_problem_message(r)]
-    sent = [(r, cases[r.case_id]) for r in rows if r.status == "sent" and r.sent_at is not None]
+        rows = session.exec(select(Outbox))
+        sent = [(r, cases[case_id]) for case_id, _, r in sent_problem_messages(rows)]
     faults = {d.device_id: d.faults for d in fleet.devices}
     contacted, leads, per_fault = 0, [], []
     failures = [(d, f) for d, fs in faults.items() for f in fs if f.failure < fleet.end]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,11 +42,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from monitor.metrics import SERVICE_FIGURES, SERVICE_QUANTILES, SERVICE_SUPPRESSED
+from monitor.notify.channels import SUPPORT_CHANNELS
 from monitor.notify.quiet_hours import quiet_until
 from monitor.store import Case, CaseEvent, Customer, Device, Outbox, SurveyResponse
 
-SUPPORT_CHANNELS = frozenset({"webhook", "support_apprise"})
-"""Outbox channels that reach the support team rather than the customer."""
 CUSTOMER_LEFT = "customer_left"
 """The case event recording that the customer left (churned) after that case."""
 _SURVEY_PURPOSES = ("survey", "csat", "nps")
@@ -67,16 +66,22 @@ def is_problem_message(row: Outbox) -> bool:
     return row.channel not in SUPPORT_CHANNELS and not row.purpose.startswith(_SURVEY_PURPOSES)
 
 
+def sent_problem_messages(rows: Iterable[Outbox]) -> Iterator[tuple[int, float, Outbox]]:
+    """``(case id, sent at, row)`` of each row that told a customer about their case's problem
+    and went out (incident messages have no case: they go to engineering)."""
+    for row in rows:
+        if row.case_id is None or row.status != "sent" or row.sent_at is None:
+            continue
+        if is_problem_message(row):
+            yield row.case_id, row.sent_at, row
+
+
 def sent_messages(rows: Iterable[Outbox]) -> dict[int, dict[str, float]]:
     """Per case, each problem message (by purpose) and when it first went out on any channel."""
     sent: dict[int, dict[str, float]] = defaultdict(dict)
-    for row in rows:
-        # Incident messages (no case) go to engineering, never to a customer.
-        if row.case_id is None:
-            continue
-        if row.status == "sent" and row.sent_at is not None and is_problem_message(row):
-            earlier = sent[row.case_id].get(row.purpose, row.sent_at)
-            sent[row.case_id][row.purpose] = min(earlier, row.sent_at)
+    for case_id, sent_at, row in sent_problem_messages(rows):
+        earlier = sent[case_id].get(row.purpose, sent_at)
+        sent[case_id][row.purpose] = min(earlier, sent_at)
     return sent
 
 
@@ -276,14 +281,10 @@ def _response_times(
 
 def _awake_response_times(cases: Sequence[Case], messages: Sequence[Outbox]) -> Distribution:
     first: dict[int, Outbox] = {}
-    for message in messages:
-        if message.case_id is None or message.status != "sent" or message.sent_at is None:
-            continue
-        if not is_problem_message(message):
-            continue
-        known = first.get(message.case_id)
-        if known is None or (known.sent_at or 0.0) > message.sent_at:
-            first[message.case_id] = message
+    for case_id, sent_at, message in sent_problem_messages(messages):
+        known = first.get(case_id)
+        if known is None or (known.sent_at or 0.0) > sent_at:
+            first[case_id] = message
     return Distribution.of(
         max(0.0, (row.sent_at or 0.0) - c.opened_at - quiet_wait(row, c.opened_at))
         for c in cases
