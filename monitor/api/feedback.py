@@ -21,22 +21,22 @@ are Jinja2 templates in ``templates/`` (English, German, Japanese).
 The routes read ``request.app.state.engine`` (the monitor's database) and
 ``request.app.state.settings`` (:class:`~monitor.config.Settings`), and the monitor's clock
 from ``request.app.state.clock`` if set (else wall time); an app can instead override the
-dependencies :func:`database`, :func:`notify_settings` and :func:`monitor_clock`.
+dependencies :func:`~monitor.api.deps.database`, :func:`~monitor.api.deps.notify_settings` and
+:func:`~monitor.api.deps.monitor_clock`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from monitor.api.deps import ClockDep, EngineDep, SettingsDep
 from monitor.config import NotifySettings
 from monitor.notify.answers import UnknownCaseError, record_answer, request_visit
 from monitor.notify.links import VISIT, LinkClaim, LinkError, read_token
@@ -52,29 +52,6 @@ _PAGES = Environment(
     autoescape=True,
     undefined=StrictUndefined,
 )
-
-
-def database(request: Request) -> Engine:
-    """The monitor's database, as the app keeps it."""
-    engine: Engine = request.app.state.engine
-    return engine
-
-
-def notify_settings(request: Request) -> NotifySettings:
-    """The ``[notify]`` settings, as the app keeps them."""
-    settings: NotifySettings = request.app.state.settings.notify
-    return settings
-
-
-def monitor_clock(request: Request) -> Callable[[], float]:
-    """The monitor's clock: the app's ``clock`` if it has one, else wall time."""
-    clock: Callable[[], float] = getattr(request.app.state, "clock", time.time)
-    return clock
-
-
-EngineDep = Annotated[Engine, Depends(database)]
-SettingsDep = Annotated[NotifySettings, Depends(notify_settings)]
-ClockDep = Annotated[Callable[[], float], Depends(monitor_clock)]
 
 
 @router.get("/feedback/{token}", response_class=HTMLResponse)
