@@ -23,7 +23,7 @@ customer reported it first).
 * messages per problem: customer messages sent per problem, surveys excluded; one message is
   one purpose (the announcement, each reminder), on however many channels it went out.
 * suppressed notifications by reason: alarms noise control kept from becoming a case (the
-  ``suppression`` table, by ``reason``, when the database has one), ``suppressed`` case
+  ``suppression`` table, by ``reason``), ``suppressed`` case
   events by their ``reason``, and outbox rows that ended in any status other than pending or
   sent (as ``outbox_<status>``).
 """
@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import inspect, text
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -45,6 +45,7 @@ from monitor.metrics import SERVICE_FIGURES, SERVICE_QUANTILES, SERVICE_SUPPRESS
 from monitor.notify.channels import SUPPORT_CHANNELS
 from monitor.notify.quiet_hours import quiet_until
 from monitor.store import Case, CaseEvent, Customer, Device, Outbox, SurveyResponse
+from monitor.store.models import Suppression
 
 CUSTOMER_LEFT = "customer_left"
 """The case event recording that the customer left (churned) after that case."""
@@ -248,16 +249,10 @@ def _in_cases(session: Session, table: Any, column: Any, ids: list[int]) -> list
 
 
 def _suppression_table(session: Session, since: float | None) -> Counter[str]:
-    # Read by name rather than through a model: noise control's table is its own, and a
-    # database without it (no noise control yet) simply has no suppressed alarms to count.
-    if not inspect(session.connection()).has_table("suppression"):
-        return Counter()
-    query = "SELECT reason, COUNT(*) FROM suppression"
+    query = select(Suppression.reason, func.count()).group_by(col(Suppression.reason))
     if since is not None:
-        query += " WHERE alarm_at >= :since"
-    query += " GROUP BY reason"
-    rows = session.connection().execute(text(query), {"since": since})
-    return Counter({str(reason): int(count) for reason, count in rows})
+        query = query.where(col(Suppression.alarm_at) >= since)
+    return Counter(dict(session.exec(query).all()))
 
 
 def _owners(session: Session, cases: Sequence[Case]) -> dict[int, str]:

@@ -147,7 +147,7 @@ def test_report_counts_alarms_noise_control_suppressed_by_reason(database_url: s
     fill(database_url)
     engine = open_database(database_url)
     with engine.begin() as connection:
-        # Noise control's table, as it defines it (created here if this schema lacks it).
+        # Rows as noise control writes them (the table is part of every schema now).
         connection.execute(
             text(
                 "CREATE TABLE IF NOT EXISTS suppression (id INTEGER PRIMARY KEY, at_wall FLOAT,"
