@@ -7,13 +7,11 @@ to simulated time, and lets :class:`~simulators.service_sim.CustomerLoop` act on
 A repaired device sends healthy telemetry from its repair on (the same device of a fault-free
 twin fleet), as a fixed product would.
 
-The monitor stamps the rows it writes while opening a case (``Case.created_wall``, the
-``opened`` event, the outbox row's ``created_wall`` and ``next_attempt_at``) with the wall
-clock, which a simulation running days per second cannot use. Right after each commit they
-are moved onto the simulated clock: the case's event time plus the real time the monitor took
-since the batch began, keeping any delay the outbox chose (``next_attempt_at`` −
-``created_wall``). A quiet-hours deferral computed on the wall clock's local time is kept as
-a length, not recomputed for the simulated hour.
+The pipeline runs on the simulated clock (one fleet step per batch), so the rows it writes
+while opening a case are stamped at the step's end, and quiet hours are judged at that
+simulated hour. Right after each commit they are moved to the case's own opening; a message
+held for quiet hours keeps its wake-up time. Between steps, whatever falls due is delivered at
+the moment it falls due, as the live dispatcher (polling every second) would.
 """
 
 from __future__ import annotations
