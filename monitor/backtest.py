@@ -67,8 +67,7 @@ def run_backtest(
     """Replay ``telemetry`` through the pipeline; write the cases (and scores) CSVs."""
     started = time.perf_counter()
     engine = open_database(settings.database.url, settings.database.migrate)
-    pipeline = Pipeline(settings, engine, rules, notify=False)
-    pipeline.event_clock = True
+    pipeline = Pipeline(settings, engine, rules, notify=False, event_clock=True)
     prefix = settings.mqtt.topic_prefix
     rows = accepted = 0
     with contextlib.ExitStack() as stack:

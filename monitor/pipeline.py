@@ -83,10 +83,12 @@ class Pipeline:
         *,
         notify: bool = True,
         clock: Callable[[], float] = time.time,
+        event_clock: bool = False,
     ) -> None:
         """``notify=False`` opens cases without queueing notifications (backtests); ``clock``
         stamps cases, incidents and suppressions and decides when their messages fall due
-        (a simulation passes its simulated clock)."""
+        (a simulation passes its simulated clock). ``event_clock``: silence is judged on the
+        newest message's time (a backtest), not on when devices were last heard (live)."""
         self._settings = settings
         self._engine = engine
         self.decoder = Decoder(
@@ -95,14 +97,14 @@ class Pipeline:
             settings.ingest.max_future_seconds,
         )
         self.admission = Admission(load_known_devices(engine), settings.ingest.require_registration)
-        self.detect = DetectStage(settings.detect)
+        self.detect = DetectStage(settings.detect, silence_on_receipt=not event_clock)
         self.attributes = AttributeBook(engine)
         self.rules = RuleEngine(rules, self.attributes.get)
         self.noise = NoiseControl(settings.noise, self.rules, clock)
         self.cases = CaseOpener(settings.notify, enqueue=notify, clock=clock)
         self._touched: set[str] = set()
         self._feedback_cursor = 0
-        self.event_clock = False
+        self.event_clock = event_clock
         """True in a backtest: time is the messages' own, so silence is judged on it."""
         self._silence_checked = float("-inf")
         self._last_checkpoint = time.monotonic()
@@ -128,7 +130,6 @@ class Pipeline:
     def _silent(self, telemetry: list[Telemetry], now: float) -> list[SignalSet]:
         """Silence signals at most once a minute of the clock: event time (the newest
         message) in a backtest, the wall clock live."""
-        self.detect.silence_on_receipt = not self.event_clock
         clock = max((t.ts for t in telemetry), default=None) if self.event_clock else now
         if clock is None or clock - self._silence_checked < _SILENCE_CHECK_S:
             return []

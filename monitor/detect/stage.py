@@ -20,13 +20,13 @@ _PRIOR_CANDIDATES = 50
 class DetectStage:
     """Keeps one :class:`DeviceState` per device and turns each message into a SignalSet."""
 
-    def __init__(self, settings: DetectSettings) -> None:
+    def __init__(self, settings: DetectSettings, *, silence_on_receipt: bool = False) -> None:
         self._settings = settings
         self._devices: dict[str, DeviceState] = {}
         self._by_model: dict[str, list[str]] = {}
         self._peers = FleetPeers(settings.min_peers)
         self._dirty: set[str] = set()
-        self.silence_on_receipt = False
+        self.silence_on_receipt = silence_on_receipt
         """Live: silence counts from when a device was last *heard* (wall clock), so a
         backlog replayed with old timestamps is not silence. Backtest: from event time."""
         self._heard: dict[str, float] = {}
