@@ -271,6 +271,56 @@ def test_outdoor_temperature_explains_a_cold_snap_but_not_a_fault() -> None:
     assert (out[-1].value("deviation", "cop") or 0.0) > 4.0
 
 
+def _carnot_cop(outdoor: float) -> float:
+    # The simulator's heat pump: weather-compensated supply, a fraction of the Carnot COP;
+    # it triples between -5 °C and 18 °C and bends, which no straight line follows.
+    supply = min(max(30.0 + 0.6 * (20.0 - outdoor), 28.0), 55.0)
+    return 0.45 * (supply + 273.15) / (supply - outdoor + 5.0)
+
+
+def test_a_curved_weather_dependence_is_learned_and_a_small_leak_still_shows() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(21)
+    swings = [random.Random(2).uniform(-6.0, 6.0) for _ in range(30)]
+
+    def heat_pump(leak: float) -> Callable[[float, random.Random], dict[str, float]]:
+        def metrics(ts: float, r: random.Random) -> dict[str, float]:
+            outdoor = 6.0 + 6.0 * math.sin(2 * math.pi * ts / DAY) + swings[int(ts // DAY)]
+            return {
+                "outdoor_temp_c": outdoor + r.gauss(0, 0.2),
+                "cop": _carnot_cop(outdoor) * (1.0 - leak) + r.gauss(0, 0.05),
+            }
+
+        return metrics
+
+    healthy = feed(stage, "hp", 10 * DAY, heat_pump(0.0), rng)
+    judged = [abs(s.value("deviation", "cop") or 0.0) for s in healthy if s.ts > 5 * DAY]
+    assert max(judged) < 1.5
+    # A 6 % loss of COP is a fraction of a day's swing, and several healthy spreads.
+    leaking = feed(stage, "hp", DAY, heat_pump(0.06), rng, t0=10 * DAY)
+    assert max(s.value("deviation", "cop") or 0.0 for s in leaking) > 4.0
+
+
+def test_devices_without_a_model_are_compared_with_devices_reporting_the_same_metrics() -> None:
+    stage = DetectStage(DetectSettings(min_peers=3))
+    rng = random.Random(22)
+    # Four chargers whose power the whole fleet moves, and two pumps that report power too:
+    # the pumps must not count as the chargers' peers (a file without models).
+    for i in range(4):
+        feed(
+            stage,
+            f"ev{i}",
+            4 * DAY,
+            lambda ts, r: {"power_kw": 7.0 + r.gauss(0, 0.1), "voltage_v": 230.0 + r.gauss(0, 0.5)},
+            rng,
+            model="",
+        )
+    groups = {stage._devices[f"ev{i}"].group for i in range(4)}
+    assert groups == {"metrics:power_kw,voltage_v"}
+    feed(stage, "wp", DAY, lambda ts, r: {"power_kw": 1.0, "flow_lpm": 40.0}, rng, model="")
+    assert stage._devices["wp"].group == "metrics:flow_lpm,power_kw"
+
+
 def test_idle_day_of_a_device_that_always_ran_is_its_own_state_not_a_fault() -> None:
     stage = DetectStage(DetectSettings())
     rng = random.Random(14)

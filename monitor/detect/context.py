@@ -1,26 +1,39 @@
 """Operating context: how much of a metric's move the device's own surroundings explain.
 
-A heat pump's COP, power and compressor temperature follow the outdoor temperature; a cold
-week moves them all, and an hour-of-day profile cannot know the weather. When a device reports
-a context metric (its name says outdoor, ambient or outside), each other metric learns, by an
-exponentially weighted least-squares slope, how far its residual from the baseline moves per
-unit of the context's residual, and is judged net of that. The slope learns only from samples
-the baseline learns from, so a fault is not explained away as weather.
+A heat pump's COP, power and compressor temperature follow the outdoor temperature, and not
+in a straight line: the COP of a heat pump at 15 °C is three times the COP at -5 °C, and the
+curve bends. A cold week moves them all, and an hour-of-day profile cannot know the weather.
+When a device reports a context metric (its name says outdoor, ambient or outside), each other
+metric learns a **profile over the context's value**: piecewise linear between knots
+:data:`KNOT` context units apart (2 °C), learned online from the metric's residual from its
+baseline, and is judged net of it. Beyond the range seen so far (the first cold snap) the
+profile continues the slope of its outermost learned segment rather than staying flat. The
+profile learns only from samples the baseline learns from, so a fault is not explained away
+as weather.
 
->>> s = ContextSlope()
->>> for i in range(500):
-...     c = (i % 7) - 3.0
-...     s.learn(2.0 * c, c, weight=0.01)
->>> round(s.beta, 2)
-2.0
+>>> p = ContextProfile()
+>>> for i in range(2000):
+...     c = (i % 21) - 10.0
+...     p.learn(0.05 * c * c, c, weight=0.001)
+>>> round(p.predict(4.0), 1), round(p.predict(-6.0), 1)  # 0.8 and 1.8 on the curve
+(0.8, 1.8)
+>>> round(p.predict(-12.0), 1)  # beyond the learned range: the outermost slope continues
+6.7
 """
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left, insort
 from typing import Any
 
 CONTEXT_WORDS = ("outdoor", "ambient", "outside")
-_MIN_VARIANCE = 1e-6
+KNOT = 2.0
+"""Context units between the profile's knots: fine enough to follow a COP curve to well
+within a sensor's noise, coarse enough that a month of weather visits each knot often."""
+
+_LEARNED = 24
+"""Samples near a knot before it counts as learned (two hours of five-minute telemetry)."""
 
 
 def context_metric(names: list[str]) -> str:
@@ -28,27 +41,79 @@ def context_metric(names: list[str]) -> str:
     return next((n for n in sorted(names) if any(w in n.lower() for w in CONTEXT_WORDS)), "")
 
 
-class ContextSlope:
-    __slots__ = ("beta", "n", "sxx", "sxy")
+class ContextProfile:
+    """A metric's residual as a piecewise-linear function of the context's value."""
+
+    __slots__ = ("_keys", "counts", "values")
 
     def __init__(self) -> None:
-        self.sxy = 0.0
-        self.sxx = 0.0
-        self.beta = 0.0
-        self.n = 0
+        self.values: dict[int, float] = {}
+        self.counts: dict[int, int] = {}
+        self._keys: list[int] = []
+        """The learned knots in order, for the look-ups outside them."""
+
+    def predict(self, context: float) -> float:
+        """How far the context moves the metric from its baseline at this context value."""
+        values = self.values
+        if not values:
+            return 0.0
+        x = context / KNOT
+        k = math.floor(x)
+        lo, hi = values.get(k), values.get(k + 1)
+        if lo is not None and hi is not None:
+            return lo + (x - k) * (hi - lo)
+        return self._beyond(x)
+
+    def reach(self, context: float) -> float:
+        """How many knots beyond the well-learned range this context value lies (0 within):
+        a profile extended by its outermost slope is a guess, and a guess judges softly."""
+        keys, counts = self._keys, self.counts
+        x = context / KNOT
+        lo = next((k for k in keys if counts[k] >= _LEARNED), None)
+        if lo is None:
+            return 0.0
+        hi = next(k for k in reversed(keys) if counts[k] >= _LEARNED)
+        return lo - x if x < lo else x - hi if x > hi else 0.0
+
+    def _beyond(self, x: float) -> float:
+        """Outside the learned knots (or in a hole between them): the line through the two
+        nearest learned knots on the way in."""
+        keys, values = self._keys, self.values
+        if len(keys) == 1:
+            return values[keys[0]]
+        i = bisect_left(keys, x)
+        i = min(max(i, 1), len(keys) - 1)
+        k0, k1 = keys[i - 1], keys[i]
+        v0, v1 = values[k0], values[k1]
+        return v0 + (x - k0) * (v1 - v0) / (k1 - k0)
 
     def learn(self, residual: float, context: float, weight: float) -> None:
-        """Fold one (residual, context residual) pair in, weighted like the baseline's level."""
-        a = max(weight, 1.0 / (self.n + 1))
-        self.sxy += a * (residual * context - self.sxy)
-        self.sxx += a * (context * context - self.sxx)
-        self.n += 1
-        if self.sxx > _MIN_VARIANCE:
-            self.beta = self.sxy / self.sxx
+        """Fold one (residual from the baseline, context value) pair into the two knots
+        around the context value, weighted like the baseline's level."""
+        x = context / KNOT
+        k = math.floor(x)
+        f = x - k
+        error = residual - self.predict(context)
+        for knot, share in ((k, 1.0 - f), (k + 1, f)):
+            value = self.values.get(knot)
+            if value is None:
+                # A new knot starts where the profile already puts it, not at zero.
+                value = self.predict(knot * KNOT)
+                insort(self._keys, knot)
+                self.counts[knot] = 0
+            n = self.counts[knot]
+            rate = max(weight, 1.0 / (n + 1.0))
+            self.values[knot] = value + rate * share * error
+            if share >= 0.5:
+                self.counts[knot] = n + 1
 
     def to_state(self) -> list[Any]:
-        return [round(self.sxy, 5), round(self.sxx, 5), self.n]
+        return [[k, float(f"{self.values[k]:.5g}"), self.counts[k]] for k in self._keys]
 
     def load_state(self, state: list[Any]) -> None:
-        self.sxy, self.sxx, self.n = float(state[0]), float(state[1]), int(state[2])
-        self.beta = self.sxy / self.sxx if self.sxx > _MIN_VARIANCE else 0.0
+        # Checkpoints from before the profile held the linear slope's [sxy, sxx, n]: a list
+        # of numbers, not of knots. They start a fresh profile.
+        knots = [k for k in state if isinstance(k, list)]
+        self.values = {int(k): float(v) for k, v, _ in knots}
+        self.counts = {int(k): int(n) for k, _, n in knots}
+        self._keys = sorted(self.values)

@@ -11,7 +11,7 @@ from typing import Any
 
 from monitor.config import DetectSettings
 from monitor.detect.base import MetricSignal
-from monitor.detect.context import ContextSlope, context_metric
+from monitor.detect.context import ContextProfile, context_metric
 from monitor.detect.duty_cycle import DutyCycle
 from monitor.detect.history import BucketHistory
 from monitor.detect.interval import MessageInterval
@@ -49,7 +49,7 @@ class MetricTracker:
     failure_at: float | None = None
     prior: bool = False
     """Started from a peer's baseline: judged from the first message, not after learning."""
-    context: ContextSlope = field(default_factory=ContextSlope)
+    context: ContextProfile = field(default_factory=ContextProfile)
 
 
 _RECENT_S = 24 * 3600.0
@@ -78,6 +78,7 @@ class DeviceState:
         "duty",
         "extra",
         "failure_at",
+        "group",
         "interval",
         "joint",
         "model",
@@ -85,8 +86,12 @@ class DeviceState:
         "trackers",
     )
 
-    def __init__(self, model: str, settings: DetectSettings, prior: Prior | None = None) -> None:
+    def __init__(
+        self, model: str, settings: DetectSettings, prior: Prior | None = None, group: str = ""
+    ) -> None:
         self.model = model
+        self.group = group or model
+        """Whom the device is compared with and borrows a cold-start prior from: its model."""
         self._settings = settings
         self._learning_s = settings.learning_hours * 3600.0
         self._prior = prior
@@ -123,7 +128,7 @@ class DeviceState:
         state, smoothing_s, learning_s = self._pace(ts, metrics)
         zs: dict[str, float] = {}
         learning = True
-        ctx_name, ctx = self._context_residual(metrics, state, ts)
+        ctx_name, ctx = self._context(metrics)
         trackers, recent, current = self.trackers, self.recent, self.current
         smoothing_cap = smoothing_s / 4.0
         hold_z = s.hold_z
@@ -133,8 +138,8 @@ class DeviceState:
             if tracker is None:
                 tracker = trackers[key] = self._new_tracker(key, ts)
             baseline = tracker.baseline
-            in_context = ctx and name != ctx_name
-            explained = tracker.context.beta * ctx if in_context else 0.0
+            in_context = ctx is not None and name != ctx_name
+            explained = tracker.context.predict(ctx) if ctx is not None and in_context else 0.0
             z = baseline.score_one(value - explained, ts)
             warm = baseline.warm
             if warm:
@@ -151,7 +156,7 @@ class DeviceState:
             learning = ts - tracker.first_ts < learning_s
             # The surroundings are context, not health: a cold week is not the device's fault.
             if warm and (tracker.prior or not learning) and name != ctx_name:
-                deviation = peers.adjust(self.model, key, device_id, smoothed, ts)
+                deviation = peers.adjust(self.group, key, device_id, smoothed, ts)
                 if self.bucket_s:
                     sums = tracker.sums
                     if int(ts // self.bucket_s) != tracker.bucket:
@@ -168,9 +173,9 @@ class DeviceState:
             # fault must not become normal. Not while still learning, though: the first days
             # must see every operating state.
             if learning or (-hold_z < deviation < hold_z and tracker.failure_at is None):
-                if in_context and baseline.n:
+                if ctx is not None and in_context and baseline.n:
                     weight = decay(ts - baseline.last_ts, s.baseline_halflife_hours * 3600.0)
-                    tracker.context.learn(value - baseline.expected(ts), ctx, weight)
+                    tracker.context.learn(value - baseline.level, ctx, weight)
                 baseline.learn_one(value - explained, ts)
         self.anomaly = self._relationships(state, zs, learning, smoothing_s, ts)
         if ts - self._oldest > _RECENT_S:
@@ -209,19 +214,12 @@ class DeviceState:
         }
         self._oldest = min((seen for seen, _ in self.recent.values()), default=ts)
 
-    def _context_residual(
-        self, metrics: dict[str, float], state: str, ts: float
-    ) -> tuple[str, float]:
-        """The context metric's name and how far it is from its own expected value now."""
+    def _context(self, metrics: dict[str, float]) -> tuple[str, float | None]:
+        """The context metric's name and its value in this message (None if absent)."""
         if self.context is None:
             self.context = context_metric(list(metrics))
         name = self.context
-        if not name or name not in metrics:
-            return name, 0.0
-        tracker = self.trackers.get(f"{name}|{state}" if state else name)
-        if tracker is None or not tracker.baseline.warm:
-            return name, 0.0
-        return name, metrics[name] - tracker.baseline.expected(ts)
+        return name, metrics.get(name) if name else None
 
     def _relationships(
         self, state: str, zs: dict[str, float], learning: bool, smoothing_s: float, ts: float
@@ -332,7 +330,7 @@ class DeviceState:
 
     def _new_tracker(self, key: str, ts: float) -> MetricTracker:
         baseline = self._new_baseline()
-        prior = self._prior(self.model, key) if self._prior and self.model else None
+        prior = self._prior(self.group, key) if self._prior and self.group else None
         if prior is not None:
             baseline.load_state(prior)
             # Trust the prior as much as a warm-up's worth of own samples, no more: the
@@ -352,6 +350,7 @@ class DeviceState:
     def to_state(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "g": self.group,
             "duty": self.duty.to_state(),
             "iv": self.interval.to_state(),
             "bs": self.bucket_s,
@@ -375,7 +374,7 @@ class DeviceState:
     def from_state(
         cls, state: dict[str, Any], settings: DetectSettings, prior: Prior | None = None
     ) -> DeviceState:
-        device = cls(str(state["model"]), settings, prior)
+        device = cls(str(state["model"]), settings, prior, str(state.get("g", "")))
         device.duty.load_state(state["duty"])
         if "iv" in state:  # checkpoints from before the history existed lack these
             device.interval.load_state(state["iv"])

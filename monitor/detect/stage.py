@@ -40,7 +40,10 @@ class DetectStage:
             model = msg.model or ""
             device = self._devices.get(msg.device_id)
             if device is None:
-                device = self._add(msg.device_id, DeviceState(model, self._settings, self._prior))
+                group = model or peer_group(msg.metrics)
+                device = self._add(
+                    msg.device_id, DeviceState(model, self._settings, self._prior, group)
+                )
             elif model and device.model != model:
                 device.model = model
             signals = device.observe(msg.device_id, msg.ts, msg.metrics, self._peers)
@@ -132,18 +135,24 @@ class DetectStage:
 
     def _add(self, device_id: str, device: DeviceState) -> DeviceState:
         if device_id not in self._devices:
-            self._by_model.setdefault(device.model, []).append(device_id)
+            self._by_model.setdefault(device.group, []).append(device_id)
         self._devices[device_id] = device
         return device
 
-    def _prior(self, model: str, key: str) -> dict[str, Any] | None:
-        """A warm, judged baseline of ``key`` from another device of ``model``: a new
-        device starts from its model's fleet behaviour instead of from nothing."""
-        for other in self._by_model.get(model, [])[:_PRIOR_CANDIDATES]:
+    def _prior(self, group: str, key: str) -> dict[str, Any] | None:
+        """A warm, judged baseline of ``key`` from another device of the same model (peer
+        ``group``): a new device starts from its model's fleet behaviour, not from nothing."""
+        for other in self._by_model.get(group, [])[:_PRIOR_CANDIDATES]:
             tracker = self._devices[other].trackers.get(key)
             if tracker is not None and tracker.baseline.warm and tracker.history.index:
                 return tracker.baseline.to_state()
         return None
+
+
+def peer_group(metrics: dict[str, float]) -> str:
+    """A device that does not say its model is compared with devices that report the same
+    metrics: in a file without models, a heat pump's ``power_kw`` is not a charger's."""
+    return "metrics:" + ",".join(sorted(metrics))
 
 
 def _pack(state: object) -> bytes:
