@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from monitor.config import DetectSettings
 from monitor.detect import DetectStage
+from monitor.detect.duty_cycle import DutyCycle
 from monitor.detect.seasonal_baseline import SeasonalBaseline
 from monitor.ingest import Telemetry
 
@@ -129,3 +130,20 @@ def test_duty_cycle_metric_is_found_without_configuration() -> None:
         metrics = {"power": 5.0 if running else 0.0, "temp": 30.0 + (5.0 if running else 0.0)}
         stage.run([Telemetry("charger", i * STEP, metrics, model="M")])
     assert stage.duty_metric("charger") == "power"
+
+
+def test_standby_noise_of_a_device_decided_on_a_mild_day_is_not_taken_for_starts() -> None:
+    duty = DutyCycle(decide_after=100)
+    rng = random.Random(5)
+    # A mild first day: the heat pump runs at a fraction of its winter power.
+    for i in range(100):
+        duty.observe({"power_kw": 0.6 if i % 4 == 0 else 0.0})
+    assert duty.metric == "power_kw"
+    for i in range(300):  # colder days: up to full power, and one spike far beyond it
+        duty.observe({"power_kw": min(3.5, 0.6 + 0.02 * i) + rng.gauss(0, 0.1)})
+    duty.observe({"power_kw": 40.0})
+    # An idle day: standby draw of 0.02 kW with 0.03 kW of noise.
+    states = [duty.observe({"power_kw": max(0.0, 0.02 + rng.gauss(0, 0.03))}) for _ in range(288)]
+    assert states.count("on") == 0
+    # Running again at the lowest modulation still counts as running.
+    assert duty.observe({"power_kw": 0.27}) == "on"

@@ -20,6 +20,9 @@ from typing import Any
 
 _NEAR_ZERO = 0.02
 """A reading within 2 % of the metric's largest magnitude counts as zero ("off")."""
+_SWITCH_ON = 0.05
+"""An "off" device counts as started only above 5 % of the full scale."""
+_SPIKE = 3.0
 _MIN_SHARE, _MAX_SHARE = 0.05, 0.95
 """A duty metric must be off, and on, at least 5 % of the time."""
 
@@ -47,8 +50,11 @@ class DutyCycle:
             self._learn(metrics)
             return self.state
         if self.metric is not None and self.metric in metrics:
-            scale = self._stats[self.metric][2]
-            self.state = "off" if abs(metrics[self.metric]) <= _NEAR_ZERO * scale else "on"
+            scale = _follow_scale(self._stats[self.metric], metrics[self.metric])
+            # Hysteresis: an idle device's standby draw wobbles around 2 % of full power, and
+            # each wobble taken for a start would be judged as a running device gone cold.
+            near_zero = _NEAR_ZERO if self.state == "on" else _SWITCH_ON
+            self.state = "off" if abs(metrics[self.metric]) <= near_zero * scale else "on"
         elif self.standby is not None and self.standby in metrics:
             scale = self._stats[self.standby][2]
             self.state = "off" if abs(metrics[self.standby]) <= _NEAR_ZERO * scale else ""
@@ -106,3 +112,14 @@ class DutyCycle:
         self.standby = state.get("b")
         self._stats = {str(k): [float(x) for x in v] for k, v in state["s"].items()}
         self.state = "on" if self.metric is not None else ""
+
+
+def _follow_scale(stats: list[float], value: float) -> float:
+    """The duty metric's full-scale magnitude, still growing after the decision: a heat pump
+    decided on a mild day has seen a fraction of its winter power, and "2 % of a mild day's
+    maximum" is inside its standby noise. A reading more than three times the largest so far
+    is taken for a spike (or for a decision made on noise), not for a new full scale."""
+    magnitude = abs(value)
+    if stats[2] < magnitude <= _SPIKE * stats[2]:
+        stats[2] = magnitude
+    return stats[2]
