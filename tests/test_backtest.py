@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from monitor.backtest import run_backtest
 from monitor.cli import app
 from monitor.config import DatabaseSettings, Settings
 from monitor.store import Case, open_database
+from monitor.store.models import FleetIncident
 from rules import load_rules
 from simulators.files import write_fleet
 from simulators.fleet import build_fleet
@@ -117,3 +119,34 @@ def test_alarms_carry_the_evidence_series_of_their_device(fleet_csv: Path, tmp_p
         for points in series.values():
             assert 0 < len(points) <= 72
             assert all(len(p) == 5 for p in points)
+
+
+def test_a_fleet_wide_shift_in_a_file_without_models_is_one_incident_not_a_case_each(
+    tmp_path: Path,
+) -> None:
+    # Seven devices report the same metrics and no model; six of them shift together (a
+    # heat wave). Devices reporting the same metrics are one another's peers, so the shift is
+    # a fleet incident for engineering, not a case per device.
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "hot.yaml").write_text(
+        "rules:\n  - name: running-hot\n    problem: overheating\n"
+        "    when: {metric: temp_c, signal: value, above: 60}\n    for: 30m\n"
+        "    severity: warning\n    actions: [open_case]\n"
+    )
+    telemetry = tmp_path / "telemetry.csv"
+    rng = random.Random(3)
+    with telemetry.open("w") as handle:
+        handle.write("device_id,ts,temp_c\n")
+        for i in range(int(2 * 86400 / 300)):
+            ts = START + i * 300
+            for d in range(7):
+                hot = d < 6 and ts >= START + 86400
+                handle.write(f"d{d},{ts},{(72.0 if hot else 40.0) + rng.gauss(0, 0.5):.2f}\n")
+    settings = Settings(database=DatabaseSettings(url=f"sqlite:///{tmp_path}/bt.db"))
+    run_backtest(telemetry, settings, load_rules(rules_dir), tmp_path / "cases.csv")
+    assert read_csv(tmp_path / "cases.csv")[1:] == []
+    with Session(open_database(settings.database.url)) as session:
+        [incident] = session.exec(select(FleetIncident)).all()
+    assert incident.model == "metrics:temp_c"
+    assert sorted(incident.devices) == [f"d{d}" for d in range(6)]

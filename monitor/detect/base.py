@@ -86,6 +86,9 @@ class SignalSet:
     """Device-level signals by name (see :data:`SIGNAL_NAMES`)."""
     predicted_failure_at: float | None = None
     """Event time at which a forecast says a metric will cross its failure threshold."""
+    peers: str = ""
+    """Whom the device is compared with: its model, or for a device that does not say its
+    model, the devices reporting the same metrics (so a fleet incident can still be told)."""
 
     @property
     def deviation(self) -> float:

@@ -59,6 +59,7 @@ class DetectStage:
                     if device.anomaly is None
                     else {**device.extra, "anomaly": device.anomaly},
                     predicted_failure_at=device.failure_at,
+                    peers=device.group,
                 )
             )
         return out
@@ -82,6 +83,7 @@ class DetectStage:
                         signals,
                         extra={**device.extra, "silence": silence},
                         predicted_failure_at=device.failure_at,
+                        peers=device.group,
                     )
                 )
         return out

@@ -30,7 +30,7 @@ class FleetTracker:
         """Fold in a batch the rule engine has just evaluated (it knows what holds, with
         each device's attributes, thresholds and schedules)."""
         for signals in batch:
-            model = signals.model or self.model_of.get(signals.device_id, "")
+            model = signals.model or signals.peers or self.model_of.get(signals.device_id, "")
             self.model_of[signals.device_id] = model
             self.last_seen.setdefault(model, {})[signals.device_id] = signals.ts
             for rule in rules.rules:
