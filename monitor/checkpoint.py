@@ -44,24 +44,26 @@ def save(engine: Engine, snapshot: Snapshot) -> None:
                 update(Device)
                 .where(col(Device.id) == bindparam("device"))
                 .values(last_ts=bindparam("ts"), last_seq=bindparam("seq")),
+                # In key order, as the ORM flushes a batch's device updates: two transactions
+                # touching the same devices lock them in the same order, never in a cycle.
                 [
                     {"device": device_id, "ts": ts, "seq": seq}
-                    for device_id, (ts, seq) in snapshot.progress.items()
+                    for device_id, (ts, seq) in sorted(snapshot.progress.items())
                 ],
             )
 
 
 def _replace_states(connection: Connection, snapshot: Snapshot) -> None:
     # Delete and insert rather than an upsert: the same two statements on every database.
-    keys = list(snapshot.states)
+    keys = sorted(snapshot.states)
     for chunk in _chunks(keys):
         connection.execute(delete(DeviceState).where(col(DeviceState.device_id).in_(chunk)))
     if keys:
         connection.execute(
             insert(DeviceState),
             [
-                {"device_id": key, "saved_wall": snapshot.taken_wall, "state": blob}
-                for key, blob in snapshot.states.items()
+                {"device_id": key, "saved_wall": snapshot.taken_wall, "state": snapshot.states[key]}
+                for key in keys
             ],
         )
 
