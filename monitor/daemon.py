@@ -14,6 +14,7 @@ from monitor.api import create_app
 from monitor.api.auth import check_exposure
 from monitor.api.server import ApiServer
 from monitor.config import Settings
+from monitor.heap import QuietCollector
 from monitor.ingest import Transport, make_transport
 from monitor.notify.dispatcher import Dispatcher
 from monitor.pipeline import BatchWork, OpenedCase, Pipeline
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 _DB_RETRY_MAX_S = 30.0
 _SERVICE_REPORT_EVERY_S = 60.0
+_FREEZE_EVERY_S = 10.0
+_FULL_COLLECTION_EVERY_S = 3600.0
 
 
 class Daemon:
@@ -46,6 +49,7 @@ class Daemon:
         self.dispatcher = Dispatcher(self.engine, settings.notify, mqtt=settings.mqtt)
         self.watcher = RuleWatcher(settings.rules.dir, self.rules)
         self._new_rules: list[Rule] | None = None
+        self._collector = QuietCollector(_FREEZE_EVERY_S, _FULL_COLLECTION_EVERY_S)
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -89,11 +93,13 @@ class Daemon:
                     "final checkpoint failed; detectors will resume from the previous one",
                     extra={"error": str(exc)[:200]},
                 )
+            await asyncio.to_thread(self.pipeline.close)
             if api is not None:
                 await asyncio.to_thread(api.stop)
             log.info("monitor stopped")
 
     async def _consume(self) -> None:
+        self._collector.between_batches()
         async for batch in self.transport.batches():
             if self._new_rules is not None:
                 # Swapped between batches, never while the rules stage runs in its thread.
@@ -106,6 +112,7 @@ class Daemon:
             self.transport.ack(batch)
             if opened:
                 self.dispatcher.wake()
+            self._collector.between_batches()
             if self._stop.is_set():
                 return
 

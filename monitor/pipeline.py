@@ -21,15 +21,11 @@ from sqlmodel import Session, select
 from monitor.cases import CaseOpener
 from monitor.cases.feedback import false_alarms_since
 from monitor.cases.noise import NoiseControl, count_suppressed
+from monitor.checkpoint import CheckpointWriter, Snapshot, save
 from monitor.config import Settings
 from monitor.detect import DetectStage, SignalSet
 from monitor.ingest import Admission, Admitted, Decoder, RawMessage, Telemetry
-from monitor.ingest.records import (
-    count_and_log,
-    load_known_devices,
-    record_admission,
-    save_progress,
-)
+from monitor.ingest.records import count_and_log, load_known_devices, record_admission
 from monitor.metrics import (
     BATCH_SIZE,
     CASES_OPENED,
@@ -50,6 +46,7 @@ _RULES_KEY = "__rules__"
 _FEEDBACK_KEY = "__feedback__"
 """The newest false-alarm event detection has learned from, so a restart neither misses nor
 repeats one."""
+_PIPELINE_KEYS = frozenset({_RULES_KEY, _FEEDBACK_KEY})
 
 
 @dataclass(slots=True)
@@ -108,6 +105,7 @@ class Pipeline:
         """True in a backtest: time is the messages' own, so silence is judged on it."""
         self._silence_checked = float("-inf")
         self._last_checkpoint = time.monotonic()
+        self._writer = CheckpointWriter(engine)
         self._restore()
 
     def compute(self, messages: list[RawMessage], now: float | None = None) -> BatchWork:
@@ -166,52 +164,93 @@ class Pipeline:
                     "opened_at": case.opened_at,
                 },
             )
-        done = time.time()
         MESSAGES.inc(len(work.admitted.telemetry))
         BATCH_SIZE.observe(len(work.messages))
+        if not self.event_clock:
+            # A replay's messages were never received live: their latencies mean nothing,
+            # and observing two per message costs a backtest several percent of its time.
+            self._observe_latency(work)
+        self._touched.update(m.device_id for m in work.admitted.telemetry)
+        DEVICES.set(len(self.detect))
+        self._checkpoint_when_due()
+        return opened
+
+    @staticmethod
+    def _observe_latency(work: BatchWork) -> None:
+        done = time.time()
         for message in work.messages:
             PROCESSING_LATENCY.observe(max(0.0, done - message.received))
         for telemetry in work.admitted.telemetry:
             EVENT_LAG.observe(max(0.0, done - telemetry.ts))
-        self._touched.update(m.device_id for m in work.admitted.telemetry)
-        DEVICES.set(len(self.detect))
-        if time.monotonic() - self._last_checkpoint >= self._settings.detect.checkpoint_seconds:
-            try:
-                self.learn_from_feedback()
-                self.checkpoint()
-            except SQLAlchemyError as exc:
-                # The batch itself is committed: a failed checkpoint is retried next interval.
-                log.error("checkpoint failed; will retry", extra={"error": str(exc)[:200]})
-        return opened
 
     def process(self, messages: list[RawMessage], now: float | None = None) -> list[OpenedCase]:
         """compute + commit, for callers that do not need to retry the commit separately."""
         return self.commit(self.compute(messages, now))
 
     def checkpoint(self) -> int:
-        """Save detector state and ingest progress of devices changed since the last one."""
+        """Save detector state and ingest progress of devices changed since the last one,
+        now (after any checkpoint still being stored in the background); returns how many
+        devices' detectors were saved. Raises if the database is away."""
+        self._collect_checkpoint(wait=True)
+        snapshot = self._snapshot()
+        try:
+            save(self._engine, snapshot)
+        except SQLAlchemyError:
+            self._unsaved(snapshot)
+            raise
+        return _device_count(snapshot)
+
+    def close(self) -> None:
+        """Wait for a checkpoint being stored and stop its thread."""
+        self._collect_checkpoint(wait=True)
+        self._writer.close()
+
+    def _checkpoint_when_due(self) -> None:
+        """Every ``checkpoint_seconds``: learn from feedback, snapshot the state between two
+        batches, and store the snapshot on the writer's thread while processing goes on."""
+        self._collect_checkpoint(wait=False)
+        due = time.monotonic() - self._last_checkpoint >= self._settings.detect.checkpoint_seconds
+        if not due or self._writer.busy():
+            return
+        try:
+            self.learn_from_feedback()
+        except SQLAlchemyError as exc:
+            log.error("feedback not read; will retry", extra={"error": str(exc)[:200]})
+        self._writer.submit(self._snapshot())
+
+    def _collect_checkpoint(self, *, wait: bool) -> None:
+        failure = self._writer.failed(wait=wait)
+        if failure is not None:
+            snapshot, error = failure
+            self._unsaved(snapshot)
+            # The batches themselves are committed: a failed checkpoint is retried next time.
+            log.error("checkpoint failed; will retry", extra={"error": str(error)[:200]})
+
+    def _snapshot(self) -> Snapshot:
+        """Serialise what changed since the last snapshot; between batches, never during."""
         states = self.detect.checkpoint()
         rules_state = self.rules.checkpoint()
-        now = time.time()
-        try:
-            with Session(self._engine) as session:
-                for device_id, blob in states.items():
-                    session.merge(DeviceState(device_id=device_id, saved_wall=now, state=blob))
-                if rules_state is not None:
-                    session.merge(
-                        DeviceState(device_id=_RULES_KEY, saved_wall=now, state=rules_state)
-                    )
-                cursor = str(self._feedback_cursor).encode()
-                session.merge(DeviceState(device_id=_FEEDBACK_KEY, saved_wall=now, state=cursor))
-                save_progress(session, self.admission.known, self._touched)
-                session.commit()
-        except SQLAlchemyError:
-            self.detect.mark_unsaved(states)
-            self.rules.mark_unsaved()
-            raise
+        if rules_state is not None:
+            states[_RULES_KEY] = rules_state
+        states[_FEEDBACK_KEY] = str(self._feedback_cursor).encode()
+        known = self.admission.known
+        progress = {
+            device_id: (memory.last_ts, memory.last_seq)
+            for device_id in self._touched
+            if (memory := known.get(device_id)) is not None
+        }
         self._touched.clear()
         self._last_checkpoint = time.monotonic()
-        return len(states)
+        return Snapshot(states, progress, time.time())
+
+    def _unsaved(self, snapshot: Snapshot) -> None:
+        """A snapshot was not stored: its parts go into the next one."""
+        self.detect.mark_unsaved(
+            {k: b for k, b in snapshot.states.items() if k not in _PIPELINE_KEYS}
+        )
+        if _RULES_KEY in snapshot.states:
+            self.rules.mark_unsaved()
+        self._touched.update(snapshot.progress)
 
     def learn_from_feedback(self) -> int:
         """Cases support marked false alarms since the last call: each device's current
@@ -240,3 +279,7 @@ class Pipeline:
         if saved:
             self.detect.restore(saved)
             log.info("restored detector state", extra={"devices": len(self.detect)})
+
+
+def _device_count(snapshot: Snapshot) -> int:
+    return sum(1 for key in snapshot.states if not key.startswith("__"))

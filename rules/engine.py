@@ -16,6 +16,9 @@ from rules.attributes import AttributeLookup, Attributes, no_attributes
 from rules.model import AllOf, AnyOf, AttributeTest, Comparison, Condition, NotOf, Rule
 
 _NO_NUMBERS: Mapping[str, float] = {}
+_MAX_METRIC_SETS = 1024
+"""Distinct metric-name sets whose rule split is remembered; past that the memory starts
+over (a device inventing metric names must not grow it without bound)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +146,16 @@ class RuleEngine:
         self._changed = False
         self._holds_now: set[tuple[str, str]] = set()
         """(device, rule) whose ``when`` held at the device's latest message."""
+        self._split: dict[frozenset[str], tuple[list[Rule], list[Rule]]] = {}
+        """By the metric names a message can be judged on: the rules whose ``when`` might
+        hold, and those whose ``when`` cannot (it needs a metric that is absent)."""
 
     def replace_rules(self, rules: list[Rule]) -> None:
         """Swap in a new rule set, keeping progress of rules that kept their name."""
         names = {rule.name for rule in rules}
         self._state = {k: v for k, v in self._state.items() if k[1] in names}
         self._thresholds = {}
+        self._split = {}
         self.rules = list(rules)
 
     def checkpoint(self) -> bytes | None:
@@ -187,10 +194,34 @@ class RuleEngine:
         self._changed = self._changed or bool(batch)
         for signals, numbers in zip(batch, raw, strict=True):
             attributes = self._attributes(signals.device_id)
-            for rule in self.rules:
+            live, idle = self._rules_for(signals, numbers)
+            for rule in live:
                 facts = Facts(signals, attributes, self._thresholds_of(rule, signals), numbers)
                 events.extend(self._step(rule, facts))
+            for rule in idle:
+                # ``when`` is false: that only matters to a rule with progress to clear or
+                # escalate, or that held at the device's previous message.
+                key = (signals.device_id, rule.name)
+                if key in self._state or key in self._holds_now:
+                    facts = Facts(signals, attributes, self._thresholds_of(rule, signals), numbers)
+                    events.extend(self._step(rule, facts))
         return events
+
+    def _rules_for(
+        self, signals: SignalSet, numbers: Mapping[str, float]
+    ) -> tuple[list[Rule], list[Rule]]:
+        names = frozenset(signals.metrics).union(numbers)
+        split = self._split.get(names)
+        if split is None:
+            if len(self._split) >= _MAX_METRIC_SETS:
+                self._split.clear()
+            present = names | {_base_name(name) for name in names}
+            live: list[Rule] = []
+            idle: list[Rule] = []
+            for rule in self.rules:
+                (idle if _always_with(rule.when, present) is False else live).append(rule)
+            split = self._split[names] = (live, idle)
+        return split
 
     def holding(self, device_id: str, rule: str) -> bool:
         """Whether ``rule``'s condition holds for ``device_id`` now (its duration may not
@@ -288,6 +319,33 @@ def _unpack(saved: list[Any]) -> _RuleState:
         since,
         escalations,
     )
+
+
+def _always_with(condition: Condition, present: frozenset[str]) -> bool | None:
+    """What ``condition`` is for every message whose metrics are all in ``present``: a
+    comparison on an absent metric is false (its value is unknown); ``None``: it depends on
+    the values."""
+    if isinstance(condition, Comparison):
+        absent = condition.metric is not None and condition.metric not in present
+        return False if absent else None
+    if isinstance(condition, AllOf):
+        parts = [_always_with(c, present) for c in condition.all]
+        return False if False in parts else True if all(parts) else None
+    if isinstance(condition, AnyOf):
+        parts = [_always_with(c, present) for c in condition.any]
+        return True if True in parts else False if all(p is False for p in parts) else None
+    if isinstance(condition, NotOf):
+        inner = _always_with(condition.not_, present)
+        return None if inner is None else not inner
+    return None
+
+
+def _base_name(name: str) -> str:
+    # Detection names a per-state tracker "flow (on)"; a rule on "flow" looks at it too.
+    for suffix in (" (on)", " (off)"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _cleared(rule: Rule, facts: Facts) -> bool:

@@ -8,10 +8,11 @@ import random
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from monitor.backtest import run_backtest
+from monitor.backtest import read_telemetry, run_backtest
 from monitor.cli import app
 from monitor.config import DatabaseSettings, Settings
 from monitor.store import Case, open_database
@@ -150,3 +151,27 @@ def test_a_fleet_wide_shift_in_a_file_without_models_is_one_incident_not_a_case_
         [incident] = session.exec(select(FleetIncident)).all()
     assert incident.model == "metrics:temp_c"
     assert sorted(incident.devices) == [f"d{d}" for d in range(6)]
+
+
+def test_a_replay_leaves_the_live_latency_histograms_alone(fleet_csv: Path, tmp_path: Path) -> None:
+    def observed() -> float:
+        return sum(
+            REGISTRY.get_sample_value(f"{name}_count") or 0.0
+            for name in ("monitor_event_lag_seconds", "monitor_processing_latency_seconds")
+        )
+
+    before = observed()
+    settings = Settings(database=DatabaseSettings(url=f"sqlite:///{tmp_path}/replay.db"))
+    result = run_backtest(fleet_csv, settings, load_rules(settings.rules.dir), tmp_path / "c.csv")
+    assert result.accepted > 0
+    assert observed() == before
+
+
+def test_wide_csv_cells_become_the_payload_the_device_would_send(tmp_path: Path) -> None:
+    telemetry = tmp_path / "telemetry.csv"
+    telemetry.write_text('device_id,ts,flow,"odd ""name"""\np1,1790000000,-0.0,\np1,2e9,nan,x\n')
+    rows = [row for batch in read_telemetry(telemetry, "devices") for row in batch]
+    bodies = [json.loads(message.payload) for _, _, message in rows]
+    assert bodies[0] == {"ts": 1790000000.0, "metrics": {"flow": -0.0}}
+    assert bodies[1]["metrics"]['odd "name"'] == "x"  # refused by the decoder, as live
+    assert bodies[1]["metrics"]["flow"] != bodies[1]["metrics"]["flow"]  # NaN

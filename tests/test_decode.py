@@ -46,6 +46,8 @@ def test_valid_message_with_epoch_and_iso_timestamps_decodes() -> None:
         ({"ts": NOW, "metrics": {"t": 1}, "seq": "7"}, Reason.BAD_FIELD),
         (b'{"ts": 1800000000, "metrics": {"t": NaN}}', Reason.NON_FINITE_METRIC),
         (b'{"ts": 1800000000, "metrics": {"t": Infinity}}', Reason.NON_FINITE_METRIC),
+        (b'{"ts": 1800000000, "metrics": {"a": 1.5, "t": -Infinity}}', Reason.NON_FINITE_METRIC),
+        ({"ts": NOW, "metrics": {"a": 1.5, "t": None}}, Reason.NON_NUMERIC_METRIC),
         (b"x" * 2000, Reason.TOO_LARGE),
     ],
 )

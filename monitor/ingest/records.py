@@ -58,15 +58,6 @@ def record_admission(session: Session, admitted: Admitted, now: float) -> None:
                 setattr(device, key, value)
 
 
-def save_progress(session: Session, known: dict[str, KnownDevice], device_ids: set[str]) -> None:
-    """Persist each device's last accepted timestamp and sequence number."""
-    for device_id in device_ids:
-        memory = known.get(device_id)
-        device = session.get(Device, device_id)
-        if memory is not None and device is not None:
-            device.last_ts, device.last_seq = memory.last_ts, memory.last_seq
-
-
 def count_and_log(admitted: Admitted) -> None:
     """After the batch is committed: count and log its rejections and new devices."""
     for rejection in admitted.rejections:
