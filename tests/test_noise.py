@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from monitor.cases import CaseOpener
 from monitor.cases.noise import NoiseControl, count_suppressed
+from monitor.cases.noise.fleet import FleetTracker
 from monitor.cases.silencing import add_silence, expire_silence
 from monitor.config import NoiseSettings, NotifySettings
 from monitor.detect.base import MetricSignal, SignalSet
@@ -253,3 +254,21 @@ def test_one_hot_device_in_a_fleet_gets_its_own_case(sqlite_url: str) -> None:
     see(noise, [replace(reading("d1", 70.0), ts=T0 - 3 * 3600)])  # long ago: not together
     cases, reasons = run(sqlite_url, [alarm("d0")], noise=noise)
     assert ([c.device_id for c in cases], reasons) == (["d0"], [])
+
+
+def test_a_device_counts_towards_a_fleet_incident_when_any_rule_of_the_problem_holds() -> None:
+    # Two rules share the problem "overheating"; the device meets only the first one. The
+    # second, looked at last, must not take the device off the fleet's count.
+    cold = Rule.model_validate(
+        {
+            "name": "too-cold",
+            "problem": "overheating",
+            "when": {"signal": "value", "metric": "temp", "below": -60},
+        }
+    )
+    engine = RuleEngine([HOT, cold])
+    tracker = FleetTracker()
+    batch = [reading(f"d{i}", 80.0) for i in range(3)]
+    engine.evaluate(batch)
+    tracker.observe(batch, engine)
+    assert tracker.count("HX-1", "overheating", T0, 60.0) == 3

@@ -33,9 +33,16 @@ class FleetTracker:
             model = signals.model or signals.peers or self.model_of.get(signals.device_id, "")
             self.model_of[signals.device_id] = model
             self.last_seen.setdefault(model, {})[signals.device_id] = signals.ts
+            # A device deviates in a problem when any of that problem's rules holds: several
+            # rules share one problem ("degradation"), and the last one looked at must not
+            # overrule the one that holds.
+            holds: dict[str, bool] = {}
             for rule in rules.rules:
-                devices = self.deviating.setdefault((model, rule.problem), {})
-                if rules.holding(signals.device_id, rule.name):
+                held = holds.get(rule.problem, False)
+                holds[rule.problem] = held or rules.holding(signals.device_id, rule.name)
+            for problem, held in holds.items():
+                devices = self.deviating.setdefault((model, problem), {})
+                if held:
                     devices[signals.device_id] = signals.ts
                 else:
                     devices.pop(signals.device_id, None)
