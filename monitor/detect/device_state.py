@@ -330,7 +330,9 @@ class DeviceState:
 
     def _new_tracker(self, key: str, ts: float) -> MetricTracker:
         baseline = self._new_baseline()
-        prior = self._prior(self.group, key) if self._prior and self.group else None
+        # Only a device that names its model borrows a prior: devices that merely report the
+        # same metrics (separate runs of one test rig) may differ in what healthy is.
+        prior = self._prior(self.group, key) if self._prior and self.model else None
         if prior is not None:
             baseline.load_state(prior)
             # Trust the prior as much as a warm-up's worth of own samples, no more: the
