@@ -14,6 +14,7 @@ from monitor.config import DetectSettings
 from monitor.detect import DetectStage, SignalSet
 from monitor.detect.history import BucketHistory
 from monitor.detect.multivariate import Relationships
+from monitor.detect.peers import FleetPeers
 from monitor.ingest import Telemetry
 
 STEP = 300.0
@@ -347,3 +348,18 @@ def test_relationship_training_stays_bounded_however_long_a_device_learns() -> N
     assert joint.buffer.itemsize == 4
     assert joint.fit()
     assert joint.score({"flow": 0.0, "current": 0.0, "temp": 0.0}, STEP, 12 * STEP) is not None
+
+
+def test_a_fleet_wide_shift_in_degrees_cancels_for_tight_and_loose_baselines_alike() -> None:
+    # A warm front lifts every charger's connector by 5 °C: 6 spreads for a charger whose
+    # baseline is tight (0.8 °C), under 2 for the loose ones (3 °C). In degrees it is the same
+    # move for all, and none of them stands out; one charger 5 °C above the others does.
+    peers = FleetPeers(min_peers=5)
+    scales = {"tight": 0.8, **{f"loose{i}": 3.0 for i in range(5)}}
+    adjusted: dict[str, float] = {}
+    for ts in (0.0, 300.0):
+        for device, scale in scales.items():
+            adjusted[device] = peers.adjust("EC", "connector", device, 5.0 / scale, ts, scale=scale)
+    assert max(abs(v) for v in adjusted.values()) < 0.5
+    drifting = peers.adjust("EC", "connector", "tight", 10.0 / 0.8, 600.0, scale=0.8)
+    assert drifting > 5.0

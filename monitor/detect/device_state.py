@@ -156,7 +156,9 @@ class DeviceState:
             learning = ts - tracker.first_ts < learning_s
             # The surroundings are context, not health: a cold week is not the device's fault.
             if warm and (tracker.prior or not learning) and name != ctx_name:
-                deviation = peers.adjust(self.group, key, device_id, smoothed, ts)
+                deviation = peers.adjust(
+                    self.group, key, device_id, smoothed, ts, scale=baseline.floor_scale()
+                )
                 if self.bucket_s:
                     sums = tracker.sums
                     if int(ts // self.bucket_s) != tracker.bucket:

@@ -3,10 +3,12 @@
 When every heat pump's compressor runs hotter during a cold snap, or a firmware roll-out moves
 a reading on every device, that is not a fault of each device. A device's sustained deviation
 is therefore judged against its peers': how far it sits from their median, in units of how far
-the peers themselves scatter right now (a robust spread, with a floor). A fleet-wide move
-cancels out; a move that scatters the fleet widely (weather hits each house differently) needs
-a larger excursion; one device drifting away from calm peers stands out. Only peers heard from
-recently take part, so devices that are off or silent do not anchor the comparison.
+the peers themselves scatter right now (a robust spread, with a floor). Both are taken in the
+metric's own units, since a warm front moves every device by the same degrees, not by the same
+number of each device's spreads. A fleet-wide move cancels out; a move that scatters the fleet
+widely (weather hits each house differently) needs a larger excursion; one device drifting
+away from calm peers stands out. Only peers heard from recently take part, so devices that are
+off or silent do not anchor the comparison.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 _FRESH_S = 2 * 3600.0
 """Peers whose last value is older than this (off, silent) do not take part."""
 MIN_SPREAD = 0.5
-"""Floor of the peer scatter, in the same units as the sustained deviation."""
+"""Floor of the peer scatter, in the device's own spreads."""
 
 
 _TYPICAL = 1.0
@@ -47,15 +49,28 @@ class FleetPeers:
         self._min_peers = min_peers
         self._groups: dict[tuple[str, str], _Peers] = {}
 
-    def adjust(self, model: str, metric: str, device_id: str, deviation: float, ts: float) -> float:
-        """Record ``deviation`` at ``ts``; return it relative to the peers' median and spread.
+    def adjust(
+        self,
+        model: str,
+        metric: str,
+        device_id: str,
+        deviation: float,
+        ts: float,
+        *,
+        scale: float = 1.0,
+    ) -> float:
+        """Record ``deviation`` (in the device's own spreads, ``scale`` each) at ``ts``;
+        return it relative to the peers' median and scatter, in the device's own spreads.
 
-        Without enough recent peers the deviation is returned as it is.
+        The peers are compared in the metric's own units: a warm front lifts every charger's
+        connector by the same degrees, which is many spreads for a charger with a tight
+        baseline and few for one with a loose baseline. Without enough recent peers the
+        deviation is returned as it is.
         """
         group = self._groups.get((model, metric))
         if group is None:
             group = self._groups[(model, metric)] = _Peers()
-        group.latest[device_id] = (deviation, ts)
+        group.latest[device_id] = (deviation * scale, ts)
         group.stale += 1
         # Recomputing once per fleet round keeps the cost per message constant (and small: a
         # median over the peers for every message was a tenth of detection's cost); the
@@ -64,7 +79,7 @@ class FleetPeers:
             self._recompute(group, ts)
         if math.isnan(group.median):  # too few recent peers
             return deviation
-        relative = (deviation - group.median) / group.spread
+        relative = (deviation * scale - group.median) / max(MIN_SPREAD * scale, group.spread)
         # Some metrics swing far from their baseline as a matter of course (a battery's charge
         # on a cloudy week, a charger's sessions): the whole model's typical swing says how
         # much, and such a metric must move correspondingly further to count. Clipped, so one
@@ -82,7 +97,7 @@ class FleetPeers:
         median = statistics.median(recent)
         mad = statistics.median(abs(v - median) for v in recent)
         group.median = median
-        group.spread = max(MIN_SPREAD, 1.4826 * mad)
+        group.spread = 1.4826 * mad
 
     def to_state(self) -> dict[str, Any]:
         return {"groups": [[m, k, g.latest, g.swing] for (m, k), g in self._groups.items()]}
