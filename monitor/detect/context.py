@@ -35,6 +35,12 @@ within a sensor's noise, coarse enough that a month of weather visits each knot 
 _LEARNED = 24
 """Samples near a knot before it counts as learned (two hours of five-minute telemetry)."""
 
+_LEARNED = 24
+"""Samples near a knot before its value is trusted to extend the profile (two hours of
+five-minute telemetry)."""
+_REACH = 3.0
+"""Knots beyond the learned range the profile's slope is continued; flat after that."""
+
 
 def context_metric(names: list[str]) -> str:
     """The metric that describes the device's surroundings, or "" if it reports none."""
@@ -77,13 +83,17 @@ class ContextProfile:
 
     def _beyond(self, x: float) -> float:
         """Outside the learned knots (or in a hole between them): the line through the two
-        nearest learned knots on the way in."""
-        keys, values = self._keys, self.values
+        nearest well-learned knots on the way in, continued for at most :data:`_REACH`
+        knots. A slope from a few samples, carried far, predicts nonsense (a compressor at
+        190 °C in a cold snap it never idled in)."""
+        values, counts = self.values, self.counts
+        keys = [k for k in self._keys if counts[k] >= _LEARNED] or self._keys
         if len(keys) == 1:
             return values[keys[0]]
         i = bisect_left(keys, x)
         i = min(max(i, 1), len(keys) - 1)
         k0, k1 = keys[i - 1], keys[i]
+        x = min(max(x, keys[0] - _REACH), keys[-1] + _REACH)
         v0, v1 = values[k0], values[k1]
         return v0 + (x - k0) * (v1 - v0) / (k1 - k0)
 
