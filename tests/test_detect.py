@@ -147,3 +147,20 @@ def test_standby_noise_of_a_device_decided_on_a_mild_day_is_not_taken_for_starts
     assert states.count("on") == 0
     # Running again at the lowest modulation still counts as running.
     assert duty.observe({"power_kw": 0.27}) == "on"
+
+
+def test_the_outdoor_temperature_is_never_taken_for_a_standby_draw() -> None:
+    # A heat pump that ran all its first day on a mild week: the outdoor temperature stayed
+    # above zero with a wider relative range than the power. The standby metric that tells
+    # an idle day must be the power, not the weather.
+    duty = DutyCycle(decide_after=100)
+    rng = random.Random(6)
+    for i in range(100):
+        duty.observe(
+            {
+                "outdoor_temp_c": 4.0 + 3.0 * math.sin(i / 16) + rng.gauss(0, 0.2),
+                "power_kw": 1.5 + 0.3 * math.sin(i / 16) + rng.gauss(0, 0.05),
+            }
+        )
+    assert duty.standby == "power_kw"
+    assert duty.observe({"outdoor_temp_c": 5.0, "power_kw": 0.01}) == "off"

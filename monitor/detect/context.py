@@ -42,9 +42,15 @@ _REACH = 3.0
 """Knots beyond the learned range the profile's slope is continued; flat after that."""
 
 
+def is_context(name: str) -> bool:
+    """Whether a metric describes the device's surroundings rather than the device."""
+    lowered = name.lower()
+    return any(w in lowered for w in CONTEXT_WORDS)
+
+
 def context_metric(names: list[str]) -> str:
     """The metric that describes the device's surroundings, or "" if it reports none."""
-    return next((n for n in sorted(names) if any(w in n.lower() for w in CONTEXT_WORDS)), "")
+    return next((n for n in sorted(names) if is_context(n)), "")
 
 
 class ContextProfile:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitor.detect.context import is_context
+
 _NEAR_ZERO = 0.02
 """A reading within 2 % of the metric's largest magnitude counts as zero ("off")."""
 _SWITCH_ON = 0.05
@@ -56,8 +58,10 @@ class DutyCycle:
             near_zero = _NEAR_ZERO if self.state == "on" else _SWITCH_ON
             self.state = "off" if abs(metrics[self.metric]) <= near_zero * scale else "on"
         elif self.standby is not None and self.standby in metrics:
-            scale = self._stats[self.standby][2]
-            self.state = "off" if abs(metrics[self.standby]) <= _NEAR_ZERO * scale else ""
+            # A device that never stopped in its first day draws a modulating minimum while
+            # it runs: anything under 5 % of full scale is standby, wobbles and all.
+            scale = _follow_scale(self._stats[self.standby], metrics[self.standby])
+            self.state = "off" if abs(metrics[self.standby]) <= _SWITCH_ON * scale else ""
         return self.state
 
     def _learn(self, metrics: dict[str, float]) -> None:
@@ -74,6 +78,9 @@ class DutyCycle:
             self._decide()
 
     def _decide(self) -> None:
+        # The weather is not the device: an outdoor temperature above zero all of the first
+        # day is no standby draw, and an idle day read through it is judged as a fault.
+        self._stats = {k: v for k, v in self._stats.items() if not is_context(k)}
         shares = {
             name: zeros / total
             for name, (zeros, total, *_) in self._stats.items()
