@@ -190,6 +190,10 @@ class NoiseSettings(_Section):
     condition (whether or not the rule's duration has passed yet)."""
     fleet_active_hours: float = Field(default=24.0, gt=0)
     """A device counts as active for its model if it reported within this many hours."""
+    fleet_onset_hours: float = Field(default=12.0, gt=0)
+    """Devices deviate *together* only if they began to within this many hours of one
+    another: a heat wave starts everywhere at once, while faults that merely overlap (one
+    heat pump leaking since Monday, another since Thursday) are each a customer's case."""
 
 
 class ApiSettings(_Section):

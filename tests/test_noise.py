@@ -272,3 +272,20 @@ def test_a_device_counts_towards_a_fleet_incident_when_any_rule_of_the_problem_h
     engine.evaluate(batch)
     tracker.observe(batch, engine)
     assert tracker.count("HX-1", "overheating", T0, 60.0) == 3
+
+
+def test_faults_that_merely_overlap_in_time_are_not_a_fleet_incident() -> None:
+    # Three devices deviate at the same moment, but began days apart: three slow faults, not
+    # one fleet-wide event. Three that began within hours of one another are.
+    tracker = FleetTracker()
+    engine = RuleEngine([HOT])
+    for day, device in enumerate(("a", "b", "c")):
+        batch = [reading(device, 80.0, at=T0 + day * 86400)]
+        engine.evaluate(batch)
+        tracker.observe(batch, engine)
+    now = T0 + 2 * 86400
+    batch = [reading(d, 80.0, at=now) for d in ("a", "b", "c")]
+    engine.evaluate(batch)
+    tracker.observe(batch, engine)
+    assert tracker.count("HX-1", "overheating", now, 3600.0, began=now, onset=12 * 3600) == 1
+    assert tracker.count("HX-1", "overheating", now, 3600.0) == 3

@@ -64,6 +64,7 @@ def build_stages(settings: NoiseSettings, tracker: FleetTracker) -> list[NoiseSt
             min_devices=settings.fleet_min_devices,
             window_seconds=settings.fleet_window_minutes * 60,
             active_seconds=settings.fleet_active_hours * 3600,
+            onset_seconds=settings.fleet_onset_hours * 3600,
         ),
     ]
 

@@ -24,7 +24,8 @@ class FleetTracker:
     def __init__(self) -> None:
         self.model_of: dict[str, str] = {}
         self.last_seen: dict[str, dict[str, float]] = {}
-        self.deviating: dict[tuple[str, str], dict[str, float]] = {}
+        self.deviating: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+        """Per (model, problem): each deviating device's (since, latest) event times."""
 
     def observe(self, batch: list[SignalSet], rules: RuleEngine) -> None:
         """Fold in a batch the rule engine has just evaluated (it knows what holds, with
@@ -43,13 +44,29 @@ class FleetTracker:
             for problem, held in holds.items():
                 devices = self.deviating.setdefault((model, problem), {})
                 if held:
-                    devices[signals.device_id] = signals.ts
+                    since, _ = devices.get(signals.device_id, (signals.ts, 0.0))
+                    devices[signals.device_id] = (since, signals.ts)
                 else:
                     devices.pop(signals.device_id, None)
 
-    def count(self, model: str, problem: str, at: float, window: float) -> int:
+    def count(
+        self,
+        model: str,
+        problem: str,
+        at: float,
+        window: float,
+        *,
+        began: float | None = None,
+        onset: float = float("inf"),
+    ) -> int:
+        """Devices of ``model`` deviating in ``problem`` at ``at`` (latest message within
+        ``window``) that began to within ``onset`` seconds of ``began``."""
         seen = self.deviating.get((model, problem), {})
-        return sum(1 for ts in seen.values() if ts >= at - window)
+        return sum(
+            1
+            for since, ts in seen.values()
+            if ts >= at - window and (began is None or abs(since - began) <= onset)
+        )
 
     def active(self, model: str, at: float, window: float) -> int:
         return sum(1 for ts in self.last_seen.get(model, {}).values() if ts >= at - window)
@@ -66,19 +83,29 @@ class FleetIncidents:
         min_devices: int,
         window_seconds: float,
         active_seconds: float,
+        onset_seconds: float = float("inf"),
     ) -> None:
         self._tracker = tracker
         self._share = share
         self._min = min_devices
         self._window = window_seconds
         self._active = active_seconds
+        self._onset = onset_seconds
 
     def judge(self, ctx: BatchContext, alarm: Alarm) -> Verdict | None:
         device = ctx.device(alarm.device_id)
         model = self._tracker.model_of.get(alarm.device_id) or (device.model if device else "")
         if not model:
             return None
-        together = self._tracker.count(model, alarm.problem, alarm.at, self._window)
+        began = self._tracker.deviating.get((model, alarm.problem), {}).get(alarm.device_id)
+        together = self._tracker.count(
+            model,
+            alarm.problem,
+            alarm.at,
+            self._window,
+            began=began[0] if began else None,
+            onset=self._onset,
+        )
         active = max(self._tracker.active(model, alarm.at, self._active), together)
         if together < self._min or together < self._share * active:
             return None
