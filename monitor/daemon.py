@@ -18,7 +18,7 @@ from monitor.heap import QuietCollector
 from monitor.ingest import Transport, make_transport
 from monitor.notify.dispatcher import Dispatcher
 from monitor.pipeline import BatchWork, OpenedCase, Pipeline
-from monitor.report import refresh_service_metrics
+from monitor.service_gauges import refresh_service_metrics
 from monitor.store import open_database
 from rules import Rule, load_rules
 from rules.watch import RuleWatcher

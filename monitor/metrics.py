@@ -48,7 +48,7 @@ EVENT_LAG = Histogram(
         3600.0,
     ),
 )
-# The service report's figures (monitor.report.refresh_service_metrics sets them); NaN while
+# The service report's figures (monitor.service_gauges.refresh_service_metrics sets them); NaN while
 # there is nothing to compute a figure from.
 SERVICE_FIGURES = {
     name: Gauge(f"monitor_service_{name}", help_text)

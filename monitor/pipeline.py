@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 from monitor.cases import CaseOpener
 from monitor.cases.feedback import false_alarms_since
 from monitor.cases.noise import NoiseControl, count_suppressed
-from monitor.checkpoint import CheckpointWriter, Snapshot, save
+from monitor.checkpoint import CheckpointWriter, Progress, Round, Snapshot, save
 from monitor.config import Settings
 from monitor.detect import DetectStage, SignalSet
 from monitor.ingest import Admission, Admitted, Decoder, RawMessage, Telemetry
@@ -47,6 +47,9 @@ _FEEDBACK_KEY = "__feedback__"
 """The newest false-alarm event detection has learned from, so a restart neither misses nor
 repeats one."""
 _PIPELINE_KEYS = frozenset({_RULES_KEY, _FEEDBACK_KEY})
+_ROUND_SHARE = 0.5
+"""A periodic checkpoint is serialised within this share of ``checkpoint_seconds``, so a
+device's saved state is at most about one and a half intervals old."""
 
 
 @dataclass(slots=True)
@@ -105,6 +108,7 @@ class Pipeline:
         """True in a backtest: time is the messages' own, so silence is judged on it."""
         self._silence_checked = float("-inf")
         self._last_checkpoint = time.monotonic()
+        self._round: Round | None = None
         self._writer = CheckpointWriter(engine)
         self._restore()
 
@@ -188,11 +192,16 @@ class Pipeline:
         return self.commit(self.compute(messages, now))
 
     def checkpoint(self) -> int:
-        """Save detector state and ingest progress of devices changed since the last one,
-        now (after any checkpoint still being stored in the background); returns how many
-        devices' detectors were saved. Raises if the database is away."""
+        """Save detector state and ingest progress of every device changed since it was last
+        saved, now (after any checkpoint still being stored in the background, and with the
+        slices of one being taken); returns how many devices' detectors were saved. Raises
+        if the database is away."""
         self._collect_checkpoint(wait=True)
-        snapshot = self._snapshot()
+        taken = self._round or Round(0, 0.0, 0.0)
+        self._round = None
+        self._last_checkpoint = time.monotonic()
+        taken.add(self.detect.checkpoint(), self._progress(None), 0.0, 0.0)
+        snapshot = self._snapshot(taken)
         try:
             save(self._engine, snapshot)
         except SQLAlchemyError:
@@ -206,17 +215,30 @@ class Pipeline:
         self._writer.close()
 
     def _checkpoint_when_due(self) -> None:
-        """Every ``checkpoint_seconds``: learn from feedback, snapshot the state between two
-        batches, and store the snapshot on the writer's thread while processing goes on."""
+        """Every ``checkpoint_seconds``: learn from feedback and begin a round; between every
+        two batches: serialise its next slice; once all are, store the snapshot on the
+        writer's thread while processing goes on."""
         self._collect_checkpoint(wait=False)
-        due = time.monotonic() - self._last_checkpoint >= self._settings.detect.checkpoint_seconds
-        if not due or self._writer.busy():
-            return
-        try:
-            self.learn_from_feedback()
-        except SQLAlchemyError as exc:
-            log.error("feedback not read; will retry", extra={"error": str(exc)[:200]})
-        self._writer.submit(self._snapshot())
+        now = time.monotonic()
+        if self._round is None:
+            interval = self._settings.detect.checkpoint_seconds
+            if now - self._last_checkpoint < interval or self._writer.busy():
+                return
+            try:
+                self.learn_from_feedback()
+            except SQLAlchemyError as exc:
+                log.error("feedback not read; will retry", extra={"error": str(exc)[:200]})
+            self._last_checkpoint = now
+            self._round = Round(self.detect.unsaved, now + interval * _ROUND_SHARE, now)
+        self._take_slice(self._round, now)
+
+    def _take_slice(self, taken: Round, now: float) -> None:
+        began = time.perf_counter()
+        states = self.detect.checkpoint(taken.slice_size(now))
+        taken.add(states, self._progress(states), now, time.perf_counter() - began)
+        if taken.remaining == 0 or self.detect.unsaved == 0:
+            self._round = None
+            self._writer.submit(self._snapshot(taken))
 
     def _collect_checkpoint(self, *, wait: bool) -> None:
         failure = self._writer.failed(wait=wait)
@@ -226,22 +248,29 @@ class Pipeline:
             # The batches themselves are committed: a failed checkpoint is retried next time.
             log.error("checkpoint failed; will retry", extra={"error": str(error)[:200]})
 
-    def _snapshot(self) -> Snapshot:
-        """Serialise what changed since the last snapshot; between batches, never during."""
-        states = self.detect.checkpoint()
+    def _progress(self, devices: dict[str, bytes] | None) -> Progress:
+        """Ingest progress of ``devices`` (``None``: all) heard in committed batches since
+        their last checkpoint, taken with their detectors' state so that the two agree."""
+        heard = set(self._touched if devices is None else self._touched.intersection(devices))
+        known = self.admission.known
+        progress = {
+            device_id: (memory.last_ts, memory.last_seq)
+            for device_id in heard
+            if (memory := known.get(device_id)) is not None
+        }
+        self._touched.difference_update(heard)
+        return progress
+
+    def _snapshot(self, taken: Round) -> Snapshot:
+        """A round's slices and the pipeline's own rows; between batches, never during."""
+        states = taken.states
+        if any(not key.startswith("__") for key in states):
+            states.update(self.detect.checkpoint_peers())
         rules_state = self.rules.checkpoint()
         if rules_state is not None:
             states[_RULES_KEY] = rules_state
         states[_FEEDBACK_KEY] = str(self._feedback_cursor).encode()
-        known = self.admission.known
-        progress = {
-            device_id: (memory.last_ts, memory.last_seq)
-            for device_id in self._touched
-            if (memory := known.get(device_id)) is not None
-        }
-        self._touched.clear()
-        self._last_checkpoint = time.monotonic()
-        return Snapshot(states, progress, time.time())
+        return Snapshot(states, taken.progress, time.time())
 
     def _unsaved(self, snapshot: Snapshot) -> None:
         """A snapshot was not stored: its parts go into the next one."""

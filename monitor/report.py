@@ -41,7 +41,6 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from monitor.metrics import SERVICE_FIGURES, SERVICE_QUANTILES, SERVICE_SUPPRESSED
 from monitor.notify.channels import SUPPORT_CHANNELS
 from monitor.notify.quiet_hours import quiet_until
 from monitor.store import Case, CaseEvent, Customer, Device, Outbox, SurveyResponse
@@ -49,8 +48,8 @@ from monitor.store.models import Suppression
 
 CUSTOMER_LEFT = "customer_left"
 """The case event recording that the customer left (churned) after that case."""
-_SURVEY_PURPOSES = ("survey", "csat", "nps")
-_FINISHED = frozenset({"pending", "sent"})
+SURVEY_PURPOSES = ("survey", "csat", "nps")
+FINISHED_STATUSES = frozenset({"pending", "sent"})
 QUANTILES = (0.1, 0.5, 0.9)
 
 
@@ -64,7 +63,7 @@ def quiet_wait(row: Outbox, opened_at: float) -> float:
 
 def is_problem_message(row: Outbox) -> bool:
     """True for a message to the customer about the problem itself (not a survey)."""
-    return row.channel not in SUPPORT_CHANNELS and not row.purpose.startswith(_SURVEY_PURPOSES)
+    return row.channel not in SUPPORT_CHANNELS and not row.purpose.startswith(SURVEY_PURPOSES)
 
 
 def sent_problem_messages(rows: Iterable[Outbox]) -> Iterator[tuple[int, float, Outbox]]:
@@ -150,7 +149,7 @@ def build_report(engine: Engine, since: float | None = None) -> ServiceReport:
         answers = _in_cases(session, SurveyResponse, SurveyResponse.case_id, ids)
         customers = len(list(session.exec(select(Customer.id))))
         owners = _owners(session, cases)
-        suppressions = _suppression_table(session, since)
+        suppressions = suppression_reasons(session, since)
     report = compute_report(cases, messages, events, answers, customers, owners, since)
     if not suppressions:
         return report
@@ -184,7 +183,7 @@ def compute_report(  # noqa: PLR0917 -- the tables, in the order the docstring n
         cases=len(cases),
         problems=len(problems),
         false_alarms=len(cases) - len(problems),
-        proactive_share=_share(len(contacted), len(problems)),
+        proactive_share=share_of(len(contacted), len(problems)),
         lead_time=Distribution.of(
             c.predicted_failure_at - c.opened_at
             for c in problems
@@ -196,47 +195,20 @@ def compute_report(  # noqa: PLR0917 -- the tables, in the order the docstring n
         art=Distribution.of(
             c.resolved_at - c.opened_at for c in resolved if c.resolved_at is not None
         ),
-        resolution_rate=_share(len(resolved), len(problems)),
-        csat=_share(sum(1 for s in by_question["csat"] if s >= 4), len(by_question["csat"])),
-        ces=_mean(by_question["ces"]),
-        nps=_nps(by_question["nps"]),
-        helpful_share=_share(
+        resolution_rate=share_of(len(resolved), len(problems)),
+        csat=share_of(sum(1 for s in by_question["csat"] if s >= 4), len(by_question["csat"])),
+        ces=mean_of(by_question["ces"]),
+        nps=nps_of(by_question["nps"]),
+        helpful_share=share_of(
             sum(1 for s in by_question["helpful"] if s), len(by_question["helpful"])
         ),
         survey_answers=len(answers),
-        retention=_share(customers - len(left), customers),
-        retention_affected=_share(len(affected - left), len(affected)),
-        messages_per_problem=_mean(counts),
+        retention=share_of(customers - len(left), customers),
+        retention_affected=share_of(len(affected - left), len(affected)),
+        messages_per_problem=mean_of(counts),
         max_messages_per_problem=max(counts, default=0),
         suppressed=_suppressed(messages, events),
     )
-
-
-def refresh_service_metrics(engine: Engine, since: float | None = None) -> ServiceReport:
-    """Recompute the report and publish it as the ``monitor_service_*`` Prometheus gauges."""
-    report = build_report(engine, since)
-    figures: dict[str, float | None] = {
-        "problems": report.problems,
-        "proactive_share": report.proactive_share,
-        "art_seconds": report.art.mean,
-        "resolution_rate": report.resolution_rate,
-        "csat": report.csat,
-        "ces": report.ces,
-        "nps": report.nps,
-        "helpful_share": report.helpful_share,
-        "retention": report.retention,
-        "messages_per_problem": report.messages_per_problem,
-    }
-    for name, value in figures.items():
-        SERVICE_FIGURES[name].set(math.nan if value is None else value)
-    for name, dist in (("lead_time_seconds", report.lead_time), ("frt_seconds", report.frt)):
-        for quantile, value in zip(QUANTILES, (dist.p10, dist.p50, dist.p90), strict=True):
-            gauge = SERVICE_QUANTILES[name].labels(quantile=str(quantile))
-            gauge.set(math.nan if value is None else value)
-    SERVICE_SUPPRESSED.clear()
-    for reason, count in report.suppressed.items():
-        SERVICE_SUPPRESSED.labels(reason=reason).set(count)
-    return report
 
 
 def _in_cases(session: Session, table: Any, column: Any, ids: list[int]) -> list[Any]:
@@ -248,7 +220,7 @@ def _in_cases(session: Session, table: Any, column: Any, ids: list[int]) -> list
     return rows
 
 
-def _suppression_table(session: Session, since: float | None) -> Counter[str]:
+def suppression_reasons(session: Session, since: float | None) -> Counter[str]:
     query = select(Suppression.reason, func.count()).group_by(col(Suppression.reason))
     if since is not None:
         query = query.where(col(Suppression.alarm_at) >= since)
@@ -304,20 +276,20 @@ def _suppressed(messages: Sequence[Outbox], events: Sequence[CaseEvent]) -> dict
         if event.kind == "suppressed":
             reasons[str(event.detail.get("reason", "unspecified"))] += 1
     for row in messages:
-        if row.status not in _FINISHED:
+        if row.status not in FINISHED_STATUSES:
             reasons[f"outbox_{row.status}"] += 1
     return dict(sorted(reasons.items()))
 
 
-def _share(part: int, whole: int) -> float | None:
+def share_of(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def _mean(values: Sequence[int]) -> float | None:
+def mean_of(values: Sequence[int]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _nps(scores: Sequence[int]) -> float | None:
+def nps_of(scores: Sequence[int]) -> float | None:
     if not scores:
         return None
     promoters = sum(1 for s in scores if s >= 9)

@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from typer.testing import CliRunner
 
 from devenv.broker import Broker
 from monitor.cli import app
-from monitor.report import build_report, refresh_service_metrics
+from monitor.report import build_report
 from monitor.report_cli import parse_since
+from monitor.service_gauges import ServiceFigures, refresh_service_metrics, service_figures
 from monitor.store import Case, CaseEvent, Customer, Device, Outbox, SurveyResponse, open_database
 from tests.helpers import running_monitor, wait_until, write_config
 
@@ -120,6 +122,18 @@ def fill(url: str) -> None:
         session.commit()
 
 
+def suppress(engine: Engine, row_id: int, at: float, reason: str) -> None:
+    """An alarm noise control kept from becoming a case, as it records one."""
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO suppression (id, at_wall, alarm_at, device_id, problem, rule,"
+                " reason, detail) VALUES (:id, :at, :at, 'd1', 'p', 'r', :reason, '{}')"
+            ),
+            {"id": row_id, "at": at, "reason": reason},
+        )
+
+
 def test_report_figures_on_a_known_database(database_url: str) -> None:
     fill(database_url)
     report = build_report(open_database(database_url))
@@ -155,14 +169,8 @@ def test_report_counts_alarms_noise_control_suppressed_by_reason(database_url: s
                 " reason VARCHAR, detail JSON)"
             )
         )
-        for n, (at, reason) in enumerate([(10.0, "silenced"), (20.0, "fleet_incident")] * 2):
-            connection.execute(
-                text(
-                    "INSERT INTO suppression (id, at_wall, alarm_at, device_id, problem, rule,"
-                    " reason, detail) VALUES (:id, :at, :at, 'd1', 'p', 'r', :reason, '{}')"
-                ),
-                {"id": n + 100, "at": at + n, "reason": reason},
-            )
+    for n, (at, reason) in enumerate([(10.0, "silenced"), (20.0, "fleet_incident")] * 2):
+        suppress(engine, n + 100, at + n, reason)
     report = build_report(engine)
     assert report.suppressed == {
         "fleet_incident": 2,
@@ -198,6 +206,17 @@ def test_service_figures_are_exported_as_prometheus_gauges(sqlite_url: str) -> N
     assert value("monitor_service_suppressed_notifications", {"reason": "quiet_hours"}) == 1
     refresh_service_metrics(open_database(f"{sqlite_url}-empty"))
     assert math.isnan(value("monitor_service_csat") or 0.0)
+
+
+def test_gauges_have_the_full_reports_figures_without_reading_whole_cases(
+    database_url: str,
+) -> None:
+    fill(database_url)
+    engine = open_database(database_url)
+    suppress(engine, 1, 2500.0, "quiet_hours")
+    for since in (None, 1500.0, 1e9):
+        with Session(engine) as session:
+            assert service_figures(session, since) == ServiceFigures.of(build_report(engine, since))
 
 
 def test_monitor_report_prints_json_and_a_table(tmp_path: Path, sqlite_url: str) -> None:

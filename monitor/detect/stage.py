@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import OrderedDict
+from itertools import islice
 from typing import Any
 
 from monitor.config import DetectSettings
@@ -25,7 +27,8 @@ class DetectStage:
         self._devices: dict[str, DeviceState] = {}
         self._by_model: dict[str, list[str]] = {}
         self._peers = FleetPeers(settings.min_peers)
-        self._dirty: set[str] = set()
+        self._dirty: OrderedDict[str, None] = OrderedDict()
+        """Devices changed since they were last checkpointed, longest-unsaved first."""
         self.silence_on_receipt = silence_on_receipt
         """Live: silence counts from when a device was last *heard* (wall clock), so a
         backlog replayed with old timestamps is not silence. Backtest: from event time."""
@@ -48,7 +51,7 @@ class DetectStage:
                 device.model = model
             signals = device.observe(msg.device_id, msg.ts, msg.metrics, self._peers)
             self._heard[msg.device_id] = msg.received or msg.ts
-            self._dirty.add(msg.device_id)
+            self._dirty.setdefault(msg.device_id)
             out.append(
                 SignalSet(
                     msg.device_id,
@@ -94,7 +97,7 @@ class DetectStage:
         device = self._devices.get(device_id)
         if device is not None:
             device.accept_as_normal()
-            self._dirty.add(device_id)
+            self._dirty.setdefault(device_id)
 
     def evidence_series(self, device_id: str) -> dict[str, list[list[float]]]:
         """Per metric up to 72 bucket points ``[ts, observed_mean, expected, band_low,
@@ -102,17 +105,37 @@ class DetectStage:
         device = self._devices.get(device_id)
         return {} if device is None else device.evidence_series()
 
-    def checkpoint(self) -> dict[str, bytes]:
-        """Serialised state of every device changed since the last checkpoint."""
-        saved = {device_id: _pack(self._devices[device_id].to_state()) for device_id in self._dirty}
-        if saved:
-            saved[_PEERS_KEY] = _pack(self._peers.to_state())
-        self._dirty.clear()
-        return saved
+    @property
+    def unsaved(self) -> int:
+        """How many devices changed since they were last checkpointed."""
+        return len(self._dirty)
+
+    def checkpoint(self, limit: int | None = None) -> dict[str, bytes]:
+        """Serialised state of the devices changed since they were last checkpointed: all of
+        them and the fleet peers' state, or with ``limit`` at most that many devices, those
+        unsaved longest first (so a device changing all the time does not keep others
+        waiting), and no peers' state (:meth:`checkpoint_peers`)."""
+        if limit is None:
+            saved = {device_id: self._pack_device(device_id) for device_id in self._dirty}
+            self._dirty.clear()
+            if saved:
+                saved.update(self.checkpoint_peers())
+            return saved
+        picked = list(islice(self._dirty, limit))
+        for device_id in picked:
+            del self._dirty[device_id]
+        return {device_id: self._pack_device(device_id) for device_id in picked}
+
+    def checkpoint_peers(self) -> dict[str, bytes]:
+        """The fleet peers' state, under its own checkpoint key."""
+        return {_PEERS_KEY: _pack(self._peers.to_state())}
 
     def mark_unsaved(self, states: dict[str, bytes]) -> None:
-        """A checkpoint of these devices failed: include them in the next one."""
-        self._dirty.update(k for k in states if k != _PEERS_KEY)
+        """A checkpoint of these devices failed: they are the first of the next one."""
+        for device_id in reversed(states):
+            if device_id != _PEERS_KEY:
+                self._dirty[device_id] = None
+                self._dirty.move_to_end(device_id, last=False)
 
     def restore(self, saved: dict[str, bytes]) -> None:
         """Load states written by :meth:`checkpoint` (for example after a restart)."""
@@ -134,6 +157,9 @@ class DetectStage:
         if device is None:
             return {}
         return {name: t.baseline.n for name, t in device.trackers.items()}
+
+    def _pack_device(self, device_id: str) -> bytes:
+        return _pack(self._devices[device_id].to_state())
 
     def _add(self, device_id: str, device: DeviceState) -> DeviceState:
         if device_id not in self._devices:
