@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from alembic import command
 from rich.console import Console
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.config import Settings
@@ -106,6 +107,12 @@ def _next_rev_id() -> str:
 
 
 def _state(url: str) -> SchemaState:
+    # Asking about a SQLite file that does not exist yet must not create it: read the
+    # state of an empty database instead ("will be created on first start").
+    parsed = make_url(url)
+    file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if file not in (None, "", ":memory:") and not Path(str(file)).exists():
+        url = "sqlite://"
     engine = connect(url)
     try:
         with engine.connect() as connection:

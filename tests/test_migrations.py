@@ -235,3 +235,15 @@ def test_support_commands_on_a_database_they_cannot_use_say_so_plainly(tmp_path:
         assert "database error" in result.output
         assert "9999" in result.output
         assert not isinstance(result.exception, DatabaseError)  # no traceback
+
+
+def test_asking_about_a_database_that_does_not_exist_yet_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "not-yet.db"
+    config = tmp_path / "monitor.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{missing}"\n', encoding="utf-8")
+
+    result = CliRunner().invoke(app, ["db", "current", "--config", str(config)])
+
+    assert result.exit_code == 0, result.output
+    assert "will be created on first start" in result.output
+    assert not missing.exists()
