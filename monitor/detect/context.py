@@ -7,9 +7,9 @@ When a device reports a context metric (its name says outdoor, ambient or outsid
 metric learns a **profile over the context's value**: piecewise linear between knots
 :data:`KNOT` context units apart (2 °C), learned online from the metric's residual from its
 baseline, and is judged net of it. Beyond the range seen so far (the first cold snap) the
-profile continues the slope of its outermost learned segment rather than staying flat. The
-profile learns only from samples the baseline learns from, so a fault is not explained away
-as weather.
+profile continues the slope of its outermost well-learned segment for a few knots rather than
+staying flat. The profile learns only from samples the baseline learns from, so a fault is not
+explained away as weather.
 
 >>> p = ContextProfile()
 >>> for i in range(2000):
@@ -31,9 +31,6 @@ CONTEXT_WORDS = ("outdoor", "ambient", "outside")
 KNOT = 2.0
 """Context units between the profile's knots: fine enough to follow a COP curve to well
 within a sensor's noise, coarse enough that a month of weather visits each knot often."""
-
-_LEARNED = 24
-"""Samples near a knot before it counts as learned (two hours of five-minute telemetry)."""
 
 _LEARNED = 24
 """Samples near a knot before its value is trusted to extend the profile (two hours of
@@ -75,17 +72,6 @@ class ContextProfile:
         if lo is not None and hi is not None:
             return lo + (x - k) * (hi - lo)
         return self._beyond(x)
-
-    def reach(self, context: float) -> float:
-        """How many knots beyond the well-learned range this context value lies (0 within):
-        a profile extended by its outermost slope is a guess, and a guess judges softly."""
-        keys, counts = self._keys, self.counts
-        x = context / KNOT
-        lo = next((k for k in keys if counts[k] >= _LEARNED), None)
-        if lo is None:
-            return 0.0
-        hi = next(k for k in reversed(keys) if counts[k] >= _LEARNED)
-        return lo - x if x < lo else x - hi if x > hi else 0.0
 
     def _beyond(self, x: float) -> float:
         """Outside the learned knots (or in a hole between them): the line through the two
