@@ -138,8 +138,9 @@ class DeviceState:
             if tracker is None:
                 tracker = trackers[key] = self._new_tracker(key, ts)
             baseline = tracker.baseline
-            in_context = ctx is not None and name != ctx_name
-            explained = tracker.context.predict(ctx) if ctx is not None and in_context else 0.0
+            # The context metric is not explained by itself.
+            surroundings = None if name == ctx_name else ctx
+            explained = tracker.context.predict(surroundings) if surroundings is not None else 0.0
             z = baseline.score_one(value - explained, ts)
             warm = baseline.warm
             if warm:
@@ -175,9 +176,9 @@ class DeviceState:
             # fault must not become normal. Not while still learning, though: the first days
             # must see every operating state.
             if learning or (-hold_z < deviation < hold_z and tracker.failure_at is None):
-                if ctx is not None and in_context and baseline.n:
+                if surroundings is not None and baseline.n:
                     weight = decay(ts - baseline.last_ts, s.baseline_halflife_hours * 3600.0)
-                    tracker.context.learn(value - baseline.level, ctx, weight)
+                    tracker.context.learn(value - baseline.level, surroundings, weight)
                 baseline.learn_one(value - explained, ts)
         self.anomaly = self._relationships(state, zs, learning, smoothing_s, ts)
         if ts - self._oldest > _RECENT_S:
