@@ -68,6 +68,11 @@ class FleetTracker:
             if ts >= at - window and (began is None or abs(since - began) <= onset)
         )
 
+    def began(self, model: str, problem: str, device_id: str) -> float | None:
+        """When ``device_id`` began to deviate in ``problem`` (None if it does not)."""
+        found = self.deviating.get((model, problem), {}).get(device_id)
+        return found[0] if found else None
+
     def active(self, model: str, at: float, window: float) -> int:
         return sum(1 for ts in self.last_seen.get(model, {}).values() if ts >= at - window)
 
@@ -97,13 +102,12 @@ class FleetIncidents:
         model = self._tracker.model_of.get(alarm.device_id) or (device.model if device else "")
         if not model:
             return None
-        began = self._tracker.deviating.get((model, alarm.problem), {}).get(alarm.device_id)
         together = self._tracker.count(
             model,
             alarm.problem,
             alarm.at,
             self._window,
-            began=began[0] if began else None,
+            began=self._tracker.began(model, alarm.problem, alarm.device_id),
             onset=self._onset,
         )
         active = max(self._tracker.active(model, alarm.at, self._active), together)
