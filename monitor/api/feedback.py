@@ -27,11 +27,12 @@ dependencies :func:`~monitor.api.deps.database`, :func:`~monitor.api.deps.notify
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -47,6 +48,8 @@ from monitor.store import Case, Customer
 router = APIRouter(tags=["feedback"])
 
 _ANSWER = "answer"
+_NO_CASE = "We could not find this service case."
+R = TypeVar("R", bound=Response)
 _PAGES = Environment(
     loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
     autoescape=True,
@@ -66,17 +69,12 @@ def confirm_answer(
 def answer(token: str, engine: EngineDep, settings: SettingsDep, clock: ClockDep) -> HTMLResponse:
     """Store the answer in ``token`` and thank the customer."""
     now = clock()
-    claim = _claim(token, settings, now, wanted=_ANSWER)
-    if isinstance(claim, HTMLResponse):
-        return claim
-    with Session(engine) as session:
-        try:
-            record_answer(session, claim, now)
-        except UnknownCaseError:
-            return _problem("We could not find this service case.", 404)
-        language = _language(session, claim.customer_id)
-        session.commit()
-    return _page("thanks", language)
+
+    def thank(session: Session, claim: LinkClaim) -> HTMLResponse:
+        record_answer(session, claim, now)
+        return _page("thanks", _language(session, claim.customer_id))
+
+    return _act(token, engine, settings, now, wanted=_ANSWER, act=thank)
 
 
 @router.get("/visit/{token}", response_class=HTMLResponse)
@@ -93,16 +91,35 @@ def visit(
 ) -> HTMLResponse | RedirectResponse:
     """Record that the customer wants a visit and send them on to the booking page."""
     now = clock()
-    claim = _claim(token, settings, now, wanted=VISIT)
+
+    def book(session: Session, claim: LinkClaim) -> RedirectResponse:
+        request_visit(session, claim, now)
+        return RedirectResponse(booking_link(settings.booking_url, claim.case_id), status_code=303)
+
+    return _act(token, engine, settings, now, wanted=VISIT, act=book)
+
+
+def _act(
+    token: str,
+    engine: Engine,
+    settings: NotifySettings,
+    now: float,
+    *,
+    wanted: str,
+    act: Callable[[Session, LinkClaim], R],
+) -> R | HTMLResponse:
+    """Verify ``token``, run ``act`` on its claim in one transaction and return its page;
+    or the page that says what is wrong."""
+    claim = _claim(token, settings, now, wanted=wanted)
     if isinstance(claim, HTMLResponse):
         return claim
     with Session(engine) as session:
         try:
-            request_visit(session, claim, now)
+            page = act(session, claim)
         except UnknownCaseError:
-            return _problem("We could not find this service case.", 404)
+            return _problem(_NO_CASE, 404)
         session.commit()
-    return RedirectResponse(booking_link(settings.booking_url, claim.case_id), status_code=303)
+    return page
 
 
 def _confirmation(
@@ -114,7 +131,7 @@ def _confirmation(
         return claim
     with Session(engine) as session:
         if session.get(Case, claim.case_id) is None:
-            return _problem("We could not find this service case.", 404)
+            return _problem(_NO_CASE, 404)
         language = _language(session, claim.customer_id)
     page = "confirm_visit" if wanted == VISIT else "confirm_answer"
     context = {"case_id": claim.case_id, "question": claim.question, "score": claim.score}
