@@ -21,6 +21,7 @@ import logging
 import tempfile
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,35 @@ def report_per_rule(results: list[tuple[Score, dict[str, Any], list[dict[str, st
                 for _, truth, rows in results
             ]
         )
+
+
+def report_details(results: list[tuple[Score, dict[str, Any], list[dict[str, str]]]]) -> None:
+    """Every false alarm and every fault not caught in time, with the rule that opened the
+    case: where to start tracing."""
+    print("\nfalse alarms and faults not caught in time:")
+    for result, truth, rows in results:
+        rule_of = {(r["device_id"], float(r["opened_at"])): r["rule"] for r in rows}
+        for case in result.cases:
+            if case.outcome == "false_alarm":
+                kind = truth["devices"][case.device_id]["kind"]
+                print(
+                    f"  false alarm  {case.device_id:10} {kind:13} day "
+                    f"{(case.opened_at - START) / DAY:5.1f}  "
+                    f"{rule_of.get((case.device_id, case.opened_at), '?'):32} "
+                    f"near {case.nearest_benign or '-'}"
+                )
+        for fault in result.fault_outcomes:
+            if fault.outcome != "caught":
+                when = (
+                    f"case day {(fault.first_case - START) / DAY:5.1f}"
+                    if fault.first_case is not None
+                    else "no case"
+                )
+                print(
+                    f"  {fault.outcome:11}  {fault.device_id:10} {fault.fault:17} onset day "
+                    f"{(fault.onset - START) / DAY:5.1f}, failure day "
+                    f"{(fault.failure - START) / DAY:5.1f}, {when}"
+                )
 
 
 def _days(values: list[float], percentile: float = 50.0) -> str:
@@ -211,6 +241,10 @@ def main() -> None:
     parser.add_argument(
         "--per-rule", action="store_true", help="also score every rule on its own (tuning)"
     )
+    parser.add_argument(
+        "--details", action="store_true", help="list every false alarm and late or missed fault"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="seeds evaluated in parallel")
     args = parser.parse_args()
     # Refused rows (the simulator's late and duplicate messages) are counted, not narrated.
     logging.getLogger("monitor").setLevel(logging.ERROR)
@@ -218,11 +252,23 @@ def main() -> None:
     if args.speed:
         measure_speed(seeds[0], args.devices, args.days)
         return
-    with tempfile.TemporaryDirectory(prefix="monitor-evaluate-") as tmp:
-        results = [
-            evaluate_seed(seed, args.devices, args.days, Path(tmp), args.rules) for seed in seeds
-        ]
+    with (
+        tempfile.TemporaryDirectory(prefix="monitor-evaluate-") as tmp,
+        ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool,
+    ):
+        results = list(
+            pool.map(
+                evaluate_seed,
+                seeds,
+                [args.devices] * len(seeds),
+                [args.days] * len(seeds),
+                [Path(tmp)] * len(seeds),
+                [args.rules] * len(seeds),
+            )
+        )
     report([(result, truth) for result, truth, _ in results])
+    if args.details:
+        report_details(results)
     if args.per_rule:
         report_per_rule(results)
 
