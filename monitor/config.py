@@ -82,6 +82,9 @@ class DetectSettings(_Section):
     """Superseded by ``smoothing_samples`` (smoothing now follows each device's own message
     interval); still accepted so that existing configuration files stay valid."""
     season_halflife_hours: float = Field(default=336.0, gt=0)
+    load_halflife_minutes: float = Field(default=15.0, gt=0)
+    """How slowly a running device's temperatures follow its load (the duty metric's share
+    of full scale is smoothed with this half-life before it explains the other metrics)."""
     min_peers: int = Field(default=5, ge=2)
     """Devices of one model needed before a fleet-wide move is discounted as not a fault."""
     hold_z: float = Field(default=2.5, gt=0)

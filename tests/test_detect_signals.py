@@ -363,3 +363,41 @@ def test_a_fleet_wide_shift_in_degrees_cancels_for_tight_and_loose_baselines_ali
     assert max(abs(v) for v in adjusted.values()) < 0.5
     drifting = peers.adjust("EC", "connector", "tight", 10.0 / 0.8, 600.0, scale=0.8)
     assert drifting > 5.0
+
+
+def _charger(
+    resistance: float, swings: list[float]
+) -> Callable[[float, random.Random], dict[str, float]]:
+    """A charger charging every evening for one to three hours at 70 % or full current; its
+    connector heats with the current squared over a twenty-minute thermal lag, on top of
+    an outdoor temperature (not reported) that swings by day and by weather front."""
+    heat = [0.0]
+
+    def metrics(ts: float, r: random.Random) -> dict[str, float]:
+        day, hour = int(ts // DAY), (ts % DAY) / HOUR
+        plan = random.Random(day)
+        length, level = plan.uniform(1.0, 3.0), plan.choice((0.7, 1.0))
+        load = level if 18.0 <= hour < 18.0 + length else 0.0
+        heat[0] += (1.0 - math.exp(-STEP / 1200.0)) * (load * load - heat[0])
+        outdoor = 8.0 + 5.0 * math.sin(2 * math.pi * (hour - 9.0) / 24.0) + swings[day]
+        return {
+            "power_kw": max(0.0, 11.0 * load + r.gauss(0, 0.02)),
+            "connector_temp_c": outdoor + 2.0 + (16.0 + resistance) * heat[0] + r.gauss(0, 0.3),
+        }
+
+    return metrics
+
+
+def test_a_running_metric_is_explained_by_the_load_and_the_surroundings_before_the_run() -> None:
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(5)
+    swings = [random.Random(3).uniform(-6.0, 6.0) for _ in range(30)]
+    running = "connector_temp_c (on)"
+    # From noon: the first half day, from which the on/off metric is decided, has a car.
+    healthy = feed(stage, "ev", 14 * DAY, _charger(0.0, swings), rng, t0=DAY / 2)
+    judged = [s.value("signed_deviation", running) for s in healthy if s.ts > 7 * DAY]
+    assert max(abs(v) for v in judged if v is not None) < 1.5
+    # Contact resistance: 12 °C more at full current, less than the healthy rise and about
+    # one weather front.
+    worn = feed(stage, "ev", 3 * DAY, _charger(12.0, swings), rng, t0=14.5 * DAY)
+    assert max(s.value("signed_deviation", running) or 0.0 for s in worn) > 4.0

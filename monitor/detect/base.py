@@ -15,6 +15,8 @@ from typing import Any, Protocol
 SIGNAL_NAMES: dict[str, str] = {
     "deviation": "sustained deviation from the device's own baseline, peer-adjusted, in robust "
     "standard units (absolute; per metric or the strongest metric)",
+    "signed_deviation": "the deviation with its sign: positive above the baseline, negative "
+    "below (a connector running hot, not cold)",
     "value": "the metric's observed value as reported (needs 'metric')",
     "trend": "robust slope (median of pairwise slopes) of the metric's peer-adjusted deviation, "
     "in standard units per 24 history buckets (per day on five-minute telemetry; a bucket is "
@@ -135,6 +137,8 @@ def _state_names(metric: str) -> tuple[str, str]:
 def _metric_value(m: MetricSignal, signal: str) -> float | None:
     if signal == "deviation":
         return abs(m.deviation)
+    if signal == "signed_deviation":
+        return m.deviation
     if signal == "value":
         return m.observed
     return m.extra.get(signal)

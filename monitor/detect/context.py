@@ -53,9 +53,11 @@ def context_metric(names: list[str]) -> str:
 class ContextProfile:
     """A metric's residual as a piecewise-linear function of the context's value."""
 
-    __slots__ = ("_keys", "counts", "values")
+    __slots__ = ("_keys", "counts", "knot", "values")
 
-    def __init__(self) -> None:
+    def __init__(self, knot: float = KNOT) -> None:
+        self.knot = knot
+        """Context units between knots."""
         self.values: dict[int, float] = {}
         self.counts: dict[int, int] = {}
         self._keys: list[int] = []
@@ -66,7 +68,7 @@ class ContextProfile:
         values = self.values
         if not values:
             return 0.0
-        x = context / KNOT
+        x = context / self.knot
         k = math.floor(x)
         lo, hi = values.get(k), values.get(k + 1)
         if lo is not None and hi is not None:
@@ -92,7 +94,7 @@ class ContextProfile:
     def learn(self, residual: float, context: float, weight: float) -> None:
         """Fold one (residual from the baseline, context value) pair into the two knots
         around the context value, weighted like the baseline's level."""
-        x = context / KNOT
+        x = context / self.knot
         k = math.floor(x)
         f = x - k
         error = residual - self.predict(context)
@@ -100,7 +102,7 @@ class ContextProfile:
             value = self.values.get(knot)
             if value is None:
                 # A new knot starts where the profile already puts it, not at zero.
-                value = self.predict(knot * KNOT)
+                value = self.predict(knot * self.knot)
                 insort(self._keys, knot)
                 self.counts[knot] = 0
             n = self.counts[knot]

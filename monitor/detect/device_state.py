@@ -50,9 +50,20 @@ class MetricTracker:
     prior: bool = False
     """Started from a peer's baseline: judged from the first message, not after learning."""
     context: ContextProfile = field(default_factory=ContextProfile)
+    load: ContextProfile = field(default_factory=lambda: ContextProfile(_LOAD_KNOT))
+    """While running: how far how hard the device works moves the metric."""
 
 
+_LOAD_KNOT = 0.125
+"""Load (share of full scale) between the load profile's knots."""
+_AMBIENT_HALFLIFE_S = 3 * 3600.0
+"""How fast the surroundings read while the device was off stop explaining it while it runs."""
+_LN2 = math.log(2.0)
 _RECENT_S = 24 * 3600.0
+
+Explained = tuple[float | None, float, float | None, float, float]
+"""(context value or None, what the context explains, load or None, what the load explains,
+what the surroundings before the run explain) for one metric of one message."""
 """How long a metric's signal from the other operating state still counts."""
 
 
@@ -68,9 +79,11 @@ class DeviceState:
 
     __slots__ = (
         "_learning_s",
+        "_load_halflife_s",
         "_oldest",
         "_prior",
         "_settings",
+        "ambient",
         "anomaly",
         "bucket_s",
         "context",
@@ -81,6 +94,8 @@ class DeviceState:
         "group",
         "interval",
         "joint",
+        "load",
+        "load_ts",
         "model",
         "recent",
         "trackers",
@@ -97,6 +112,14 @@ class DeviceState:
         self._prior = prior
         self.trackers: dict[str, MetricTracker] = {}
         self.duty = DutyCycle(decide_after=settings.warmup_samples)
+        self._load_halflife_s = settings.load_halflife_minutes * 60.0
+        self.load = 0.0
+        """The duty metric's share of full scale, smoothed like a thermal lag: what a
+        running device's temperatures answer to (a connector heats over minutes)."""
+        self.load_ts = 0.0
+        self.ambient: dict[str, tuple[float, float, float, float]] = {}
+        """Per metric, its last three residuals while the device was off, and when: the
+        surroundings (a warm evening) that carry over into the running state."""
         self.interval = MessageInterval()
         self.bucket_s = 0.0
         self.context: str | None = None
@@ -130,6 +153,12 @@ class DeviceState:
         learning = True
         ctx_name, ctx = self._context(metrics)
         trackers, recent, current = self.trackers, self.recent, self.current
+        # While running, the load explains the other metrics (not the load metric itself),
+        # unless the device reports its surroundings: then the weather drives the load too
+        # (a heat pump works harder in a cold snap), and learning both from each other's
+        # residual double-counts the weather.
+        running = self.duty.metric if state == "on" and not ctx_name else None
+        load = self.load
         smoothing_cap = smoothing_s / 4.0
         hold_z = s.hold_z
         for name, value in metrics.items():
@@ -138,10 +167,16 @@ class DeviceState:
             if tracker is None:
                 tracker = trackers[key] = self._new_tracker(key, ts)
             baseline = tracker.baseline
-            # The context metric is not explained by itself.
-            surroundings = None if name == ctx_name else ctx
-            explained = tracker.context.predict(surroundings) if surroundings is not None else 0.0
-            z = baseline.score_one(value - explained, ts)
+            # The context metric is not explained by itself, nor the load metric by the load.
+            why = self._explain(
+                tracker,
+                name,
+                ts,
+                None if name == ctx_name else ctx,
+                load if running is not None and name != running else None,
+            )
+            total = why[1] + why[3] + why[4]
+            z = baseline.score_one(value - total, ts)
             warm = baseline.warm
             if warm:
                 zs[name] = z
@@ -168,7 +203,7 @@ class DeviceState:
                     sums[1] += deviation
                     sums[2] += 1.0
                 signal = MetricSignal(
-                    value, baseline.expected(ts) + explained, deviation, tracker.extra
+                    value, baseline.expected(ts) + total, deviation, tracker.extra
                 )
                 recent[shown] = (ts, signal)
                 current[shown] = signal
@@ -176,10 +211,9 @@ class DeviceState:
             # fault must not become normal. Not while still learning, though: the first days
             # must see every operating state.
             if learning or (-hold_z < deviation < hold_z and tracker.failure_at is None):
-                if surroundings is not None and baseline.n:
-                    weight = decay(ts - baseline.last_ts, s.baseline_halflife_hours * 3600.0)
-                    tracker.context.learn(value - baseline.level, surroundings, weight)
-                baseline.learn_one(value - explained, ts)
+                self._learn(tracker, value, ts, why)
+            if state == "off" and warm and not ctx_name:
+                self._remember_ambient(name, value - why[1] - baseline.expected(ts), ts)
         self.anomaly = self._relationships(state, zs, learning, smoothing_s, ts)
         if ts - self._oldest > _RECENT_S:
             self._forget_stale(ts)
@@ -195,6 +229,10 @@ class DeviceState:
             self.bucket_s = BUCKET_INTERVALS * interval
         undecided = not self.duty.decided
         state = self.duty.observe(metrics)
+        if self.duty.metric is not None:
+            alpha = decay(ts - self.load_ts, self._load_halflife_s) if self.load_ts else 1.0
+            self.load += alpha * (self.duty.fraction - self.load)
+            self.load_ts = ts
         if undecided and self.duty.metric is not None:
             # Baselines learned before the on/off metric was known mixed both states: restart.
             self.trackers.clear()
@@ -203,6 +241,53 @@ class DeviceState:
             state,
             s.smoothing_samples * interval,
             min(self._learning_s, s.learning_samples * interval),
+        )
+
+    def _explain(
+        self,
+        tracker: MetricTracker,
+        name: str,
+        ts: float,
+        surroundings: float | None,
+        load: float | None,
+    ) -> Explained:
+        """What the context explains of this metric now; see :data:`Explained`."""
+        weather = tracker.context.predict(surroundings) if surroundings is not None else 0.0
+        if load is None:
+            return surroundings, weather, None, 0.0, 0.0
+        return surroundings, weather, load, tracker.load.predict(load), self._carried(name, ts)
+
+    def _learn(self, tracker: MetricTracker, value: float, ts: float, why: Explained) -> None:
+        """Fold a healthy-looking value into the baseline and the context profiles."""
+        surroundings, weather, load, by_load, carried = why
+        baseline = tracker.baseline
+        if baseline.n and (surroundings is not None or load is not None):
+            weight = decay(ts - baseline.last_ts, self._settings.baseline_halflife_hours * 3600.0)
+            rest = value - carried - baseline.level
+            # Backfitting: each profile learns what the other leaves unexplained.
+            if surroundings is not None:
+                tracker.context.learn(rest - by_load, surroundings, weight)
+            if load is not None:
+                tracker.load.learn(rest - weather, load, weight)
+        baseline.learn_one(value - weather - by_load - carried, ts)
+
+    def _carried(self, name: str, ts: float) -> float:
+        """The metric's offset while the device was last off, fading with time: a connector
+        that stood 4 °C warmer than usual before the car came is expected 4 °C warmer
+        while charging."""
+        seen = self.ambient.get(name)
+        if seen is None:
+            return 0.0
+        *last, at = seen
+        # The median of the last three: one spike while off must not follow the device into
+        # its next run.
+        residual = sorted(last)[1]
+        return residual * math.exp(-_LN2 * (ts - at) / _AMBIENT_HALFLIFE_S)
+
+    def _remember_ambient(self, name: str, residual: float, ts: float) -> None:
+        seen = self.ambient.get(name)
+        self.ambient[name] = (
+            (residual, residual, residual, ts) if seen is None else (*seen[1:3], residual, ts)
         )
 
     def _forget_recent(self) -> None:
@@ -332,7 +417,7 @@ class DeviceState:
         return out
 
     def _new_tracker(self, key: str, ts: float) -> MetricTracker:
-        baseline = self._new_baseline()
+        baseline = self._new_baseline(key)
         # Only a device that names its model borrows a prior: devices that merely report the
         # same metrics (separate runs of one test rig) may differ in what healthy is.
         prior = self._prior(self.group, key) if self._prior and self.model else None
@@ -344,12 +429,18 @@ class DeviceState:
             baseline.season_n = array("l", (min(n, 2) for n in baseline.season_n))
         return MetricTracker(baseline, 0.0, ts, ts, prior=prior is not None)
 
-    def _new_baseline(self) -> SeasonalBaseline:
+    def _new_baseline(self, key: str) -> SeasonalBaseline:
         s = self._settings
+        # A charger runs an hour a day: a full warm-up of running samples would take two
+        # weeks. Where the load and the surroundings before the run explain a running metric
+        # (a device without a weather context, see observe), half the samples tell its
+        # spread as well.
+        explained = key.endswith("|on") and not self.context
+        warmup = s.warmup_samples // 2 if explained else s.warmup_samples
         return SeasonalBaseline(
             level_halflife_s=s.baseline_halflife_hours * 3600.0,
             season_halflife_s=s.season_halflife_hours * 3600.0,
-            warmup=s.warmup_samples,
+            warmup=warmup,
         )
 
     def to_state(self) -> dict[str, Any]:
@@ -360,6 +451,8 @@ class DeviceState:
             "iv": self.interval.to_state(),
             "bs": self.bucket_s,
             "j": {k: j.to_state() for k, j in self.joint.items() if j.fitted},
+            "ld": [round(self.load, 4), self.load_ts],
+            "amb": {k: [*(round(r, 3) for r in v[:3]), v[3]] for k, v in self.ambient.items()},
             "metrics": {
                 name: {
                     "b": t.baseline.to_state(),
@@ -370,6 +463,7 @@ class DeviceState:
                     "k": [t.bucket, *(round(v, 2) for v in t.sums)],
                     "p": t.prior,
                     "c": t.context.to_state(),
+                    **({"l": t.load.to_state()} if t.load.values else {}),
                 }
                 for name, t in self.trackers.items()
             },
@@ -380,6 +474,9 @@ class DeviceState:
         cls, state: dict[str, Any], settings: DetectSettings, prior: Prior | None = None
     ) -> DeviceState:
         device = cls(str(state["model"]), settings, prior, str(state.get("g", "")))
+        if state["metrics"]:
+            # Known before the first message: it decides how long running baselines warm up.
+            device.context = context_metric([k.partition("|")[0] for k in state["metrics"]])
         device.duty.load_state(state["duty"])
         if "iv" in state:  # checkpoints from before the history existed lack these
             device.interval.load_state(state["iv"])
@@ -387,8 +484,14 @@ class DeviceState:
             for key, saved_joint in state["j"].items():
                 device.joint[key] = joint = Relationships()
                 joint.load_state(saved_joint)
+        if "ld" in state:
+            device.load, device.load_ts = (float(v) for v in state["ld"])
+            device.ambient = {
+                str(k): (float(a), float(b), float(c), float(t))
+                for k, (a, b, c, t) in state["amb"].items()
+            }
         for name, saved in state["metrics"].items():
-            baseline = device._new_baseline()
+            baseline = device._new_baseline(name)
             baseline.load_state(saved["b"])
             tracker = device.trackers[name] = MetricTracker(
                 baseline, float(saved["s"]), float(saved["t"]), float(saved["f"])
@@ -400,6 +503,7 @@ class DeviceState:
                 tracker.sums = [float(v) for v in sums]
                 tracker.prior = bool(saved["p"])
                 tracker.context.load_state(saved["c"])
+                tracker.load.load_state(saved.get("l", []))
                 if tracker.history.index:
                     device._derive(tracker, tracker.last_ts)
         return device

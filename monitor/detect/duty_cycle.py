@@ -32,7 +32,16 @@ _MIN_SHARE, _MAX_SHARE = 0.05, 0.95
 class DutyCycle:
     """Learns which metric (if any) marks a device's on/off state, then classifies messages."""
 
-    __slots__ = ("_decide_after", "_stats", "decided", "metric", "n", "standby", "state")
+    __slots__ = (
+        "_decide_after",
+        "_stats",
+        "decided",
+        "fraction",
+        "metric",
+        "n",
+        "standby",
+        "state",
+    )
 
     def __init__(self, decide_after: int) -> None:
         self._decide_after = decide_after
@@ -45,6 +54,9 @@ class DutyCycle:
         never-negative metric that would read zero if it stopped, so that an idle day is
         its own state instead of a fault."""
         self.state = ""
+        self.fraction = 0.0
+        """The duty metric's latest reading as a share of its full scale: how hard the
+        device works (a charger at 16 A of 32 A: 0.5)."""
 
     def observe(self, metrics: dict[str, float]) -> str:
         """The state for this message: ``"on"``, ``"off"``, or ``""`` if the device has none."""
@@ -56,7 +68,9 @@ class DutyCycle:
             # Hysteresis: an idle device's standby draw wobbles around 2 % of full power, and
             # each wobble taken for a start would be judged as a running device gone cold.
             near_zero = _NEAR_ZERO if self.state == "on" else _SWITCH_ON
-            self.state = "off" if abs(metrics[self.metric]) <= near_zero * scale else "on"
+            magnitude = abs(metrics[self.metric])
+            self.state = "off" if magnitude <= near_zero * scale else "on"
+            self.fraction = min(magnitude / scale, _SPIKE) if scale > 0 else 0.0
         elif self.standby is not None and self.standby in metrics:
             # A device that never stopped in its first day draws a modulating minimum while
             # it runs: anything under 5 % of full scale is standby, wobbles and all.
