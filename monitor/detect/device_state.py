@@ -7,7 +7,7 @@ from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from monitor.config import DetectSettings
 from monitor.detect.base import MetricSignal
@@ -60,11 +60,26 @@ _AMBIENT_HALFLIFE_S = 3 * 3600.0
 """How fast the surroundings read while the device was off stop explaining it while it runs."""
 _LN2 = math.log(2.0)
 _RECENT_S = 24 * 3600.0
-
-Explained = tuple[float | None, float, float | None, float, float]
-"""(context value or None, what the context explains, load or None, what the load explains,
-what the surroundings before the run explain) for one metric of one message."""
 """How long a metric's signal from the other operating state still counts."""
+
+
+class Explained(NamedTuple):
+    """What the device's context explains of one metric in one message."""
+
+    surroundings: float | None
+    """The context metric's value, or None (absent, or this is the context metric)."""
+    weather: float
+    """What the surroundings explain."""
+    load: float | None
+    """The smoothed load, or None (not running, or this is the load metric)."""
+    by_load: float
+    """What the load explains."""
+    carried: float
+    """What the surroundings before the run explain."""
+
+    @property
+    def total(self) -> float:
+        return self.weather + self.by_load + self.carried
 
 
 @lru_cache(maxsize=4096)
@@ -157,7 +172,8 @@ class DeviceState:
         # unless the device reports its surroundings: then the weather drives the load too
         # (a heat pump works harder in a cold snap), and learning both from each other's
         # residual double-counts the weather.
-        running = self.duty.metric if state == "on" and not ctx_name else None
+        load_metric = None if ctx_name else self.duty.metric
+        running = load_metric if state == "on" else None
         load = self.load
         smoothing_cap = smoothing_s / 4.0
         hold_z = s.hold_z
@@ -175,7 +191,7 @@ class DeviceState:
                 None if name == ctx_name else ctx,
                 load if running is not None and name != running else None,
             )
-            total = why[1] + why[3] + why[4]
+            total = why.total
             z = baseline.score_one(value - total, ts)
             warm = baseline.warm
             if warm:
@@ -212,8 +228,8 @@ class DeviceState:
             # must see every operating state.
             if learning or (-hold_z < deviation < hold_z and tracker.failure_at is None):
                 self._learn(tracker, value, ts, why)
-            if state == "off" and warm and not ctx_name:
-                self._remember_ambient(name, value - why[1] - baseline.expected(ts), ts)
+            if state == "off" and warm and load_metric is not None:
+                self._remember_ambient(name, value - why.weather - baseline.expected(ts), ts)
         self.anomaly = self._relationships(state, zs, learning, smoothing_s, ts)
         if ts - self._oldest > _RECENT_S:
             self._forget_stale(ts)
@@ -251,25 +267,25 @@ class DeviceState:
         surroundings: float | None,
         load: float | None,
     ) -> Explained:
-        """What the context explains of this metric now; see :data:`Explained`."""
+        """What the context explains of this metric now."""
         weather = tracker.context.predict(surroundings) if surroundings is not None else 0.0
         if load is None:
-            return surroundings, weather, None, 0.0, 0.0
-        return surroundings, weather, load, tracker.load.predict(load), self._carried(name, ts)
+            return Explained(surroundings, weather, None, 0.0, 0.0)
+        by_load = tracker.load.predict(load)
+        return Explained(surroundings, weather, load, by_load, self._carried(name, ts))
 
     def _learn(self, tracker: MetricTracker, value: float, ts: float, why: Explained) -> None:
         """Fold a healthy-looking value into the baseline and the context profiles."""
-        surroundings, weather, load, by_load, carried = why
         baseline = tracker.baseline
-        if baseline.n and (surroundings is not None or load is not None):
+        if baseline.n and (why.surroundings is not None or why.load is not None):
             weight = decay(ts - baseline.last_ts, self._settings.baseline_halflife_hours * 3600.0)
-            rest = value - carried - baseline.level
+            rest = value - why.carried - baseline.level
             # Backfitting: each profile learns what the other leaves unexplained.
-            if surroundings is not None:
-                tracker.context.learn(rest - by_load, surroundings, weight)
-            if load is not None:
-                tracker.load.learn(rest - weather, load, weight)
-        baseline.learn_one(value - weather - by_load - carried, ts)
+            if why.surroundings is not None:
+                tracker.context.learn(rest - why.by_load, why.surroundings, weight)
+            if why.load is not None:
+                tracker.load.learn(rest - why.weather, why.load, weight)
+        baseline.learn_one(value - why.total, ts)
 
     def _carried(self, name: str, ts: float) -> float:
         """The metric's offset while the device was last off, fading with time: a connector
@@ -451,8 +467,17 @@ class DeviceState:
             "iv": self.interval.to_state(),
             "bs": self.bucket_s,
             "j": {k: j.to_state() for k, j in self.joint.items() if j.fitted},
-            "ld": [round(self.load, 4), self.load_ts],
-            "amb": {k: [*(round(r, 3) for r in v[:3]), v[3]] for k, v in self.ambient.items()},
+            # Only devices with a duty cycle have a load (and surroundings from while off).
+            **(
+                {
+                    "ld": [round(self.load, 4), self.load_ts],
+                    "amb": {
+                        k: [*(round(r, 3) for r in v[:3]), v[3]] for k, v in self.ambient.items()
+                    },
+                }
+                if self.load_ts
+                else {}
+            ),
             "metrics": {
                 name: {
                     "b": t.baseline.to_state(),

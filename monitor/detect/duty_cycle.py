@@ -64,18 +64,19 @@ class DutyCycle:
             self._learn(metrics)
             return self.state
         if self.metric is not None and self.metric in metrics:
-            scale = _follow_scale(self._stats[self.metric], metrics[self.metric])
+            magnitude = abs(metrics[self.metric])
+            scale = _follow_scale(self._stats[self.metric], magnitude)
             # Hysteresis: an idle device's standby draw wobbles around 2 % of full power, and
             # each wobble taken for a start would be judged as a running device gone cold.
             near_zero = _NEAR_ZERO if self.state == "on" else _SWITCH_ON
-            magnitude = abs(metrics[self.metric])
             self.state = "off" if magnitude <= near_zero * scale else "on"
             self.fraction = min(magnitude / scale, _SPIKE) if scale > 0 else 0.0
         elif self.standby is not None and self.standby in metrics:
             # A device that never stopped in its first day draws a modulating minimum while
             # it runs: anything under 5 % of full scale is standby, wobbles and all.
-            scale = _follow_scale(self._stats[self.standby], metrics[self.standby])
-            self.state = "off" if abs(metrics[self.standby]) <= _SWITCH_ON * scale else ""
+            magnitude = abs(metrics[self.standby])
+            scale = _follow_scale(self._stats[self.standby], magnitude)
+            self.state = "off" if magnitude <= _SWITCH_ON * scale else ""
         return self.state
 
     def _learn(self, metrics: dict[str, float]) -> None:
@@ -135,12 +136,11 @@ class DutyCycle:
         self.state = "on" if self.metric is not None else ""
 
 
-def _follow_scale(stats: list[float], value: float) -> float:
+def _follow_scale(stats: list[float], magnitude: float) -> float:
     """The duty metric's full-scale magnitude, still growing after the decision: a heat pump
     decided on a mild day has seen a fraction of its winter power, and "2 % of a mild day's
     maximum" is inside its standby noise. A reading more than three times the largest so far
     is taken for a spike (or for a decision made on noise), not for a new full scale."""
-    magnitude = abs(value)
     if stats[2] < magnitude <= _SPIKE * stats[2]:
         stats[2] = magnitude
     return stats[2]
