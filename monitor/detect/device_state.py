@@ -168,11 +168,7 @@ class DeviceState:
         learning = True
         ctx_name, ctx = self._context(metrics)
         trackers, recent, current = self.trackers, self.recent, self.current
-        # While running, the load explains the other metrics (not the load metric itself),
-        # unless the device reports its surroundings: then the weather drives the load too
-        # (a heat pump works harder in a cold snap), and learning both from each other's
-        # residual double-counts the weather.
-        load_metric = None if ctx_name else self.duty.metric
+        load_metric = self._load_metric()
         running = load_metric if state == "on" else None
         load = self.load
         smoothing_cap = smoothing_s / 4.0
@@ -258,6 +254,13 @@ class DeviceState:
             s.smoothing_samples * interval,
             min(self._learning_s, s.learning_samples * interval),
         )
+
+    def _load_metric(self) -> str | None:
+        """The metric whose load explains the device's other metrics while it runs: its duty
+        metric, unless the device reports its surroundings. Then the weather drives the load
+        too (a heat pump works harder in a cold snap), and learning both from each other's
+        residual double-counts the weather."""
+        return None if self.context else self.duty.metric
 
     def _explain(
         self,
@@ -451,7 +454,7 @@ class DeviceState:
         # weeks. Where the load and the surroundings before the run explain a running metric
         # (a device without a weather context, see observe), half the samples tell its
         # spread as well.
-        explained = key.endswith("|on") and not self.context
+        explained = key.endswith("|on") and self._load_metric() is not None
         warmup = s.warmup_samples // 2 if explained else s.warmup_samples
         return SeasonalBaseline(
             level_halflife_s=s.baseline_halflife_hours * 3600.0,
