@@ -14,7 +14,7 @@ from monitor.config import DetectSettings
 from monitor.detect import DetectStage, SignalSet
 from monitor.detect.history import BucketHistory
 from monitor.detect.multivariate import Relationships
-from monitor.detect.peers import FleetPeers
+from monitor.detect.peers import MIN_SPREAD, FleetPeers
 from monitor.ingest import Telemetry
 
 STEP = 300.0
@@ -363,6 +363,20 @@ def test_a_fleet_wide_shift_in_degrees_cancels_for_tight_and_loose_baselines_ali
     assert max(abs(v) for v in adjusted.values()) < 0.5
     drifting = peers.adjust("EC", "connector", "tight", 10.0 / 0.8, 600.0, scale=0.8)
     assert drifting > 5.0
+
+
+def test_peers_moving_the_other_way_do_not_make_a_device_worse() -> None:
+    # A cold snap: five chargers read 4 °C colder than usual, one whose surroundings are
+    # explained reads 1 °C warm. Its peers explain nothing of that degree, and must not turn
+    # it into five: only a move the peers share is taken off.
+    peers = FleetPeers(min_peers=5)
+    for ts in (0.0, 300.0):
+        for i in range(5):
+            peers.adjust("EC", "connector", f"cold{i}", -4.0 + 0.1 * i, ts)
+        warm = peers.adjust("EC", "connector", "explained", 1.0, ts)
+    assert warm <= 1.0 / MIN_SPREAD
+    shared = peers.adjust("EC", "connector", "explained", -5.0, 600.0)
+    assert -5.0 < shared < 0.0
 
 
 def _charger(

@@ -79,7 +79,12 @@ class FleetPeers:
             self._recompute(group, ts)
         if math.isnan(group.median):  # too few recent peers
             return deviation
-        relative = (deviation * scale - group.median) / max(MIN_SPREAD * scale, group.spread)
+        own, median = deviation * scale, group.median
+        # Peers explain away what they share, but moving the other way they do not make a
+        # device worse: a few chargers running at once in a cold snap, all colder than usual,
+        # made the one whose surroundings were already explained look hot against them.
+        shared = median if own * median > 0 else 0.0
+        relative = (own - shared) / max(MIN_SPREAD * scale, group.spread)
         # Some metrics swing far from their baseline as a matter of course (a battery's charge
         # on a cloudy week, a charger's sessions): the whole model's typical swing says how
         # much, and such a metric must move correspondingly further to count. Clipped, so one
