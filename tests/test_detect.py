@@ -149,6 +149,31 @@ def test_standby_noise_of_a_device_decided_on_a_mild_day_is_not_taken_for_starts
     assert duty.observe({"power_kw": 0.27}) == "on"
 
 
+def test_a_duty_decision_made_on_idle_noise_is_remade_when_the_device_first_runs() -> None:
+    # A charger with no car in its first half day: its current reads zero or a few hundredths
+    # of an amp, and the on/off split was decided on that noise.
+    stage = DetectStage(DetectSettings(warmup_samples=100))
+    rng = random.Random(8)
+
+    def charger(i: int, amps: float) -> None:
+        metrics = {"current_a": amps, "connector_temp_c": 12.0 + amps / 2 + rng.gauss(0, 0.3)}
+        stage.run([Telemetry("ev", i * STEP, metrics, model="EC")])
+
+    for i in range(150):
+        charger(i, max(0.0, rng.gauss(0.0, 0.05)))
+    device = stage._devices["ev"]
+    assert device.duty.metric == "current_a"
+    assert "connector_temp_c|on" in device.trackers  # idle noise above "zero" counted as on
+    charger(150, 31.0)  # one spike is not a new full scale
+    assert device.duty.observe({"current_a": 0.04}) == "on"
+    for i in range(151, 160):  # the first car: a lasting full scale
+        charger(i, 32.0)
+    # What was learned per state on the noise is gone; idle is off, charging on.
+    assert device.trackers["connector_temp_c|on"].baseline.n <= 7
+    assert device.duty.observe({"current_a": 0.04}) == "off"
+    assert device.duty.observe({"current_a": 16.0}) == "on"
+
+
 def test_the_outdoor_temperature_is_never_taken_for_a_standby_draw() -> None:
     # A heat pump that ran all its first day on a mild week: the outdoor temperature stayed
     # above zero with a wider relative range than the power. The standby metric that tells

@@ -245,9 +245,12 @@ class DeviceState:
             alpha = decay(ts - self.load_ts, self._load_halflife_s) if self.load_ts else 1.0
             self.load += alpha * (self.duty.fraction - self.load)
             self.load_ts = ts
-        if undecided and self.duty.metric is not None:
-            # Baselines learned before the on/off metric was known mixed both states: restart.
+        if (undecided and self.duty.metric is not None) or self.duty.rescaled:
+            # Baselines learned before the on/off metric was known mixed both states, and
+            # those learned on a split of idle noise mean nothing: restart.
+            self.duty.rescaled = False
             self.trackers.clear()
+            self.ambient.clear()
             self._forget_recent()
         return (
             state,

@@ -25,6 +25,10 @@ _NEAR_ZERO = 0.02
 _SWITCH_ON = 0.05
 """An "off" device counts as started only above 5 % of the full scale."""
 _SPIKE = 3.0
+_SUSTAINED = 3
+"""Readings in a row above the spike limit that make a new full scale, not a spike."""
+_NOISE = 10.0
+"""A full scale that grows this many times over: the decision was made on noise."""
 _MIN_SHARE, _MAX_SHARE = 0.05, 0.95
 """A duty metric must be off, and on, at least 5 % of the time."""
 
@@ -33,12 +37,14 @@ class DutyCycle:
     """Learns which metric (if any) marks a device's on/off state, then classifies messages."""
 
     __slots__ = (
+        "_above",
         "_decide_after",
         "_stats",
         "decided",
         "fraction",
         "metric",
         "n",
+        "rescaled",
         "standby",
         "state",
     )
@@ -57,6 +63,11 @@ class DutyCycle:
         self.fraction = 0.0
         """The duty metric's latest reading as a share of its full scale: how hard the
         device works (a charger at 16 A of 32 A: 0.5)."""
+        self._above = 0
+        self.rescaled = False
+        """Set when the full scale turned out to be many times what the decision saw: a
+        charger with no car in its first half day split its idle noise into "on" and "off".
+        What was learned per state is meaningless; the owner clears this flag."""
 
     def observe(self, metrics: dict[str, float]) -> str:
         """The state for this message: ``"on"``, ``"off"``, or ``""`` if the device has none."""
@@ -65,7 +76,7 @@ class DutyCycle:
             return self.state
         if self.metric is not None and self.metric in metrics:
             magnitude = abs(metrics[self.metric])
-            scale = _follow_scale(self._stats[self.metric], magnitude)
+            scale = self._rescale(magnitude)
             # Hysteresis: an idle device's standby draw wobbles around 2 % of full power, and
             # each wobble taken for a start would be judged as a running device gone cold.
             near_zero = _NEAR_ZERO if self.state == "on" else _SWITCH_ON
@@ -78,6 +89,22 @@ class DutyCycle:
             scale = _follow_scale(self._stats[self.standby], magnitude)
             self.state = "off" if magnitude <= _SWITCH_ON * scale else ""
         return self.state
+
+    def _rescale(self, magnitude: float) -> float:
+        """The duty metric's full scale after this reading: a spike is one reading, a real
+        full scale beyond what was seen (the first car) lasts."""
+        stats = self._stats[self.metric or ""]
+        scale = _follow_scale(stats, magnitude)
+        if magnitude <= _SPIKE * scale:
+            self._above = 0
+            return scale
+        self._above += 1
+        if self._above < _SUSTAINED:
+            return scale
+        self._above = 0
+        self.rescaled = magnitude > _NOISE * scale
+        stats[2] = magnitude
+        return magnitude
 
     def _learn(self, metrics: dict[str, float]) -> None:
         self.n += 1
