@@ -58,6 +58,23 @@ def test_step_change_is_flagged() -> None:
     assert out[-1].deviation > 4.0
 
 
+def test_an_hour_seen_once_does_not_take_its_shape_from_one_odd_sample() -> None:
+    # A running state seen an hour a day, from 02:00: then once running on into 03:00,
+    # 6 units off (a session end the load did not explain). That hour keeps its belief that
+    # it looks like the others, instead of expecting +6 at 03:00 from now on.
+    sparse = SeasonalBaseline(14 * DAY, 14 * DAY, warmup=20, season_prior=12)
+    for day in range(10):
+        for i in range(12):
+            sparse.learn_one(20.0, day * DAY + 2 * 3600.0 + i * STEP)
+    sparse.learn_one(26.0, 9 * DAY + 3 * 3600.0)
+    assert abs(sparse.expected(10 * DAY + 3 * 3600.0) - 20.0) < 1.0
+    # A dense state's daily shape is learned from the first day on, as before.
+    dense = SeasonalBaseline(14 * DAY, 14 * DAY, warmup=20)
+    for i in range(int(DAY / STEP)):
+        dense.learn_one(daily(i * STEP), i * STEP)
+    assert abs(dense.expected(DAY + 6 * 3600.0) - daily(6 * 3600.0)) < 1.5
+
+
 def test_fleet_wide_shift_cancels_but_one_drifting_device_stands_out() -> None:
     stage = DetectStage(DetectSettings())
     rng = random.Random(4)

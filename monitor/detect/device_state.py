@@ -59,6 +59,9 @@ _LOAD_KNOT = 0.125
 _AMBIENT_HALFLIFE_S = 3 * 3600.0
 """How fast the surroundings read while the device was off stop explaining it while it runs."""
 _LN2 = math.log(2.0)
+_SPARSE_SEASON_PRIOR = 12
+"""Running samples' worth of belief that an hour of a sparse running state looks like the
+others (a charger's hour a day fills each hour from a handful of session starts)."""
 _RECENT_S = 24 * 3600.0
 """How long a metric's signal from the other operating state still counts."""
 
@@ -463,6 +466,7 @@ class DeviceState:
             level_halflife_s=s.baseline_halflife_hours * 3600.0,
             season_halflife_s=s.season_halflife_hours * 3600.0,
             warmup=warmup,
+            season_prior=_SPARSE_SEASON_PRIOR if explained else 0,
         )
 
     def to_state(self) -> dict[str, Any]:

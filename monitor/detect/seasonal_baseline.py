@@ -42,6 +42,7 @@ class SeasonalBaseline:
     __slots__ = (
         "_level_hl",
         "_season_hl",
+        "_season_prior",
         "_warmup",
         "last_ts",
         "level",
@@ -51,8 +52,18 @@ class SeasonalBaseline:
         "season_n",
     )
 
-    def __init__(self, level_halflife_s: float, season_halflife_s: float, warmup: int) -> None:
+    def __init__(
+        self,
+        level_halflife_s: float,
+        season_halflife_s: float,
+        warmup: int,
+        season_prior: int = 0,
+    ) -> None:
         self._level_hl = level_halflife_s
+        self._season_prior = season_prior + 1
+        """Samples' worth of belief that an hour looks like the others: a state seen an hour a
+        day fills each hour from a handful of samples, and one odd start must not become
+        that hour's shape."""
         # Each hour bucket is visited 1/24 of the time: its own clock runs 24 times slower.
         self._season_hl = season_halflife_s / _HOURS
         self._warmup = warmup
@@ -94,7 +105,7 @@ class SeasonalBaseline:
         catch_up = 1.0 / (n + 1)
         a_level = max(decay(dt, self._level_hl), catch_up)
         a_scale = max(decay(dt, self._level_hl / 4.0), catch_up)
-        a_season = max(decay(dt, self._season_hl), 1.0 / (self.season_n[hour] + 1))
+        a_season = max(decay(dt, self._season_hl), 1.0 / (self.season_n[hour] + self._season_prior))
         level = self.level
         residual = value - level - season[hour]
         # Outliers do not teach the spread: neither a spike nor a fault creeping up may widen
