@@ -129,12 +129,14 @@ class SeasonalBaseline:
         return max(self.scale, 0.01 * abs(self.level), 1e-3)
 
     def to_state(self) -> dict[str, Any]:
-        # Seven significant digits are far finer than any sensor, and halve the checkpoint.
+        # Levels to a two-hundredth of the spread (a z-score off by 0.005 at most): the
+        # digits beyond that were most of a checkpoint's bytes.
+        places = _places(self.floor_scale() / 200.0)
         return {
             "n": self.n,
-            "level": _sig(self.level),
+            "level": round(self.level, places),
             "scale": _sig(self.scale),
-            "season": [_sig(v) for v in self.season],
+            "season": [round(v, places) for v in self.season],
             "season_n": self.season_n.tolist(),
             "last_ts": self.last_ts,
         }
@@ -150,3 +152,8 @@ class SeasonalBaseline:
 
 def _sig(x: float) -> float:
     return float(f"{x:.7g}")
+
+
+def _places(resolution: float) -> int:
+    """Decimal places that keep a value to within ``resolution``."""
+    return max(0, math.ceil(-math.log10(resolution)))
