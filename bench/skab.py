@@ -11,10 +11,11 @@ detectors' learning period, set to the span of 400 rows; rules are never changed
 
 Rows become 0/1 three ways, all printed: "case open" (primary: a case is what the product
 decides; 1 from a case's opened_at until its closed_at or the end of the file), "score > 0.5"
-(the backtest score above the shipped rule's threshold, i.e. the detector without the rule's
-duration) and "either". Changepoints are the rows where the 0/1 prediction changes, as the
-leaderboard's notebooks derive them; for "case open" these are the cases' opened_at (and
-closed_at) rows, also scored alone as "NAB opened_at".
+(the backtest score: the device's largest metric deviation or its multivariate anomaly,
+whichever is further off, above the shipped rule's threshold of 10 standard units, i.e. the
+detectors without the rule's duration) and "either". Changepoints are the rows where the 0/1
+prediction changes, as the leaderboard's notebooks derive them; for "case open" these are the
+cases' opened_at (and closed_at) rows, also scored alone as "NAB opened_at".
 
 Metrics follow the SKAB project's own code (waico/SKAB ``core/metrics.py``, a copy of the
 ``tsad`` library's ``evaluating``/``chp_score``, and its notebooks; see :func:`binary_scores`

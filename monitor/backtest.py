@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from monitor.config import Settings
+from monitor.detect import SignalSet
 from monitor.ingest import RawMessage
 from monitor.pipeline import Pipeline
 from monitor.store import Case, open_database
@@ -90,11 +91,20 @@ def run_backtest(
             for device_id, ts, message in batch:
                 signals = by_source.get(id(message))
                 if signals is not None:
-                    last_score[device_id] = _score(signals.deviation)
+                    last_score[device_id] = _score(_strongest(signals))
                 scores.writerow((device_id, ts, f"{last_score.get(device_id, 0.0):.4f}"))
     pipeline.checkpoint()
     opened = _write_cases(engine, cases_out)
     return BacktestResult(rows, accepted, rows - accepted, opened, time.perf_counter() - started)
+
+
+def _strongest(signals: SignalSet) -> float:
+    """How far from healthy the device is, in robust standard units: its most deviating
+    metric, or the relationship between its metrics, whichever is further off (a valve
+    closing moves flow and pressure apart before either leaves its own band)."""
+    anomaly = signals.extra.get("anomaly")
+    deviation = signals.deviation
+    return anomaly if anomaly is not None and anomaly > deviation else deviation
 
 
 def _score(deviation: float) -> float:

@@ -175,3 +175,28 @@ def test_wide_csv_cells_become_the_payload_the_device_would_send(tmp_path: Path)
     assert bodies[0] == {"ts": 1790000000.0, "metrics": {"flow": -0.0}}
     assert bodies[1]["metrics"]['odd "name"'] == "x"  # refused by the decoder, as live
     assert bodies[1]["metrics"]["flow"] != bodies[1]["metrics"]["flow"]  # NaN
+
+
+def test_a_broken_relationship_between_metrics_raises_the_score(tmp_path: Path) -> None:
+    # Current follows flow, then rises as flow falls: each metric stays in its own band, so
+    # only the relationship tells, and the score must say so.
+    rng = random.Random(6)
+    telemetry = tmp_path / "pair.csv"
+    lines = ["device_id,ts,flow,current"]
+    for i in range(6 * 288):
+        ts = START + i * 300.0
+        load = rng.gauss(0, 1.0)
+        sign = -1.0 if i >= 5 * 288 else 1.0
+        current = 5.0 + 0.3 * sign * load + rng.gauss(0, 0.03)
+        lines.append(f"p1,{ts:.0f},{40.0 + 3.0 * load:.4f},{current:.4f}")
+    telemetry.write_text("\n".join(lines) + "\n")
+    settings = Settings(database=DatabaseSettings(url=f"sqlite:///{tmp_path}/bt.db"))
+    scores_csv = tmp_path / "scores.csv"
+    run_backtest(
+        telemetry, settings, load_rules(settings.rules.dir), tmp_path / "c.csv", scores_csv
+    )
+    scores = [(float(ts), float(s)) for _, ts, s in read_csv(scores_csv)[1:]]
+    healthy = [s for ts, s in scores if START + 4 * 86400 < ts < START + 5 * 86400]
+    broken = sorted(s for ts, s in scores if ts > START + 5.5 * 86400)
+    assert max(healthy) < 0.2
+    assert broken[len(broken) // 2] > 0.3
