@@ -85,6 +85,9 @@ class Explained(NamedTuple):
         return self.weather + self.by_load + self.carried
 
 
+_UNEXPLAINED = Explained(None, 0.0, None, 0.0, 0.0)
+
+
 @lru_cache(maxsize=4096)
 def _names(metric: str, state: str) -> tuple[str, str]:
     """A metric's tracker key and display name in an operating state (made once, not per
@@ -277,6 +280,8 @@ class DeviceState:
         load: float | None,
     ) -> Explained:
         """What the context explains of this metric now."""
+        if surroundings is None and load is None:
+            return _UNEXPLAINED  # most metrics of most messages: nothing to allocate
         weather = tracker.context.predict(surroundings) if surroundings is not None else 0.0
         if load is None:
             return Explained(surroundings, weather, None, 0.0, 0.0)

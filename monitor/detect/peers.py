@@ -70,28 +70,34 @@ class FleetPeers:
         group = self._groups.get((model, metric))
         if group is None:
             group = self._groups[(model, metric)] = _Peers()
-        group.latest[device_id] = (deviation * scale, ts)
+        # Written out without max/min/abs calls: this runs for every metric of every message.
+        own = deviation * scale
+        latest = group.latest
+        latest[device_id] = (own, ts)
         group.stale += 1
         # Recomputing once per fleet round keeps the cost per message constant (and small: a
         # median over the peers for every message was a tenth of detection's cost); the
         # sustained deviations it compares move slowly, so a round-old median is current.
-        if group.stale >= len(group.latest):
+        if group.stale >= len(latest):
             self._recompute(group, ts)
-        if math.isnan(group.median):  # too few recent peers
+        median = group.median
+        if math.isnan(median):  # too few recent peers
             return deviation
-        own, median = deviation * scale, group.median
         # Peers explain away what they share, but moving the other way they do not make a
         # device worse: a few chargers running at once in a cold snap, all colder than usual,
         # made the one whose surroundings were already explained look hot against them.
         shared = median if own * median > 0 else 0.0
-        relative = (own - shared) / max(MIN_SPREAD * scale, group.spread)
+        floor, spread = MIN_SPREAD * scale, group.spread
+        relative = (own - shared) / (spread if spread > floor else floor)
         # Some metrics swing far from their baseline as a matter of course (a battery's charge
         # on a cloudy week, a charger's sessions): the whole model's typical swing says how
         # much, and such a metric must move correspondingly further to count. Clipped, so one
         # failing device cannot hide itself by raising the fleet's typical swing.
-        rate = 1.0 / (_MEMORY_ROUNDS * len(group.latest))
-        group.swing += rate * (min(abs(relative), _CLIP) - group.swing)
-        return relative * _TYPICAL / max(_TYPICAL, group.swing)
+        size = relative if relative >= 0.0 else -relative
+        swing = group.swing
+        swing += ((size if size < _CLIP else _CLIP) - swing) / (_MEMORY_ROUNDS * len(latest))
+        group.swing = swing
+        return relative if swing <= _TYPICAL else relative * _TYPICAL / swing
 
     def _recompute(self, group: _Peers, now: float) -> None:
         group.stale = 0
