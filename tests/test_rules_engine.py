@@ -106,3 +106,22 @@ def test_broken_rule_file_names_file_line_and_key(tmp_path: Path) -> None:
     text = str(error.value)
     assert f"{path}:5: key 'rules.0.when.signal'" in text
     assert f"{path}:7: key 'rules.0.for'" in text
+
+
+def test_shipped_pump_rule_sees_flow_falling_while_current_rises() -> None:
+    shipped = load_rules(Path(__file__).parent.parent / "rules")
+    clogging = RuleEngine([r for r in shipped if r.name == "pump-impeller-clogging"])
+
+    def pump(ts: float, flow: float, current: float) -> SignalSet:
+        metrics = {
+            "flow_lpm (on)": MetricSignal(40.0, 45.0, flow),
+            "current_a (on)": MetricSignal(6.6, 6.5, current),
+        }
+        return SignalSet("wp", ts, "WP-200", metrics)
+
+    hour = 3600.0
+    # Less flow on a day of lower demand draws less current: no clogging.
+    assert clogging.run([pump(i * hour, -2.0, -1.0) for i in range(12)]) == []
+    # Less flow for more current, for six hours: clogging.
+    alarms = clogging.run([pump((12 + i) * hour, -2.0, 1.0) for i in range(7)])
+    assert [a.rule for a in alarms] == ["pump-impeller-clogging"]
