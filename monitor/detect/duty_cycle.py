@@ -76,7 +76,7 @@ class DutyCycle:
             return self.state
         if self.metric is not None and self.metric in metrics:
             magnitude = abs(metrics[self.metric])
-            scale = self._rescale(magnitude)
+            scale = self._rescale(self._stats[self.metric], magnitude)
             # Hysteresis: an idle device's standby draw wobbles around 2 % of full power, and
             # each wobble taken for a start would be judged as a running device gone cold.
             near_zero = _NEAR_ZERO if self.state == "on" else _SWITCH_ON
@@ -90,10 +90,9 @@ class DutyCycle:
             self.state = "off" if magnitude <= _SWITCH_ON * scale else ""
         return self.state
 
-    def _rescale(self, magnitude: float) -> float:
+    def _rescale(self, stats: list[float], magnitude: float) -> float:
         """The duty metric's full scale after this reading: a spike is one reading, a real
         full scale beyond what was seen (the first car) lasts."""
-        stats = self._stats[self.metric or ""]
         scale = _follow_scale(stats, magnitude)
         if magnitude <= _SPIKE * scale:
             self._above = 0

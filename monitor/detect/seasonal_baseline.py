@@ -60,7 +60,7 @@ class SeasonalBaseline:
         season_prior: int = 0,
     ) -> None:
         self._level_hl = level_halflife_s
-        self._season_prior = season_prior + 1
+        self._season_prior = season_prior
         """Samples' worth of belief that an hour looks like the others: a state seen an hour a
         day fills each hour from a handful of samples, and one odd start must not become
         that hour's shape."""
@@ -105,7 +105,8 @@ class SeasonalBaseline:
         catch_up = 1.0 / (n + 1)
         a_level = max(decay(dt, self._level_hl), catch_up)
         a_scale = max(decay(dt, self._level_hl / 4.0), catch_up)
-        a_season = max(decay(dt, self._season_hl), 1.0 / (self.season_n[hour] + self._season_prior))
+        seen = self.season_n[hour] + self._season_prior
+        a_season = max(decay(dt, self._season_hl), 1.0 / (seen + 1))
         level = self.level
         residual = value - level - season[hour]
         # Outliers do not teach the spread: neither a spike nor a fault creeping up may widen
