@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -270,17 +271,15 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="monitor-evaluate-") as tmp,
         ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool,
     ):
-        results = list(
-            pool.map(
-                evaluate_seed,
-                seeds,
-                [args.devices] * len(seeds),
-                [args.days] * len(seeds),
-                [Path(tmp)] * len(seeds),
-                [args.rules] * len(seeds),
-                [frozenset(k for k in args.kinds.split(",") if k)] * len(seeds),
-            )
+        one_seed = partial(
+            evaluate_seed,
+            devices=args.devices,
+            days=args.days,
+            workdir=Path(tmp),
+            rules_dir=args.rules,
+            kinds=frozenset(k for k in args.kinds.split(",") if k),
         )
+        results = list(pool.map(one_seed, seeds))
     report([(result, truth) for result, truth, _ in results])
     if args.details:
         report_details(results)

@@ -166,7 +166,8 @@ def _follow_scale(stats: list[float], magnitude: float) -> float:
     """The duty metric's full-scale magnitude, still growing after the decision: a heat pump
     decided on a mild day has seen a fraction of its winter power, and "2 % of a mild day's
     maximum" is inside its standby noise. A reading more than three times the largest so far
-    is taken for a spike (or for a decision made on noise), not for a new full scale."""
+    is not followed here: one is a spike, and only a lasting run of them makes a new full
+    scale (:meth:`DutyCycle._rescale`, the duty metric only)."""
     if stats[2] < magnitude <= _SPIKE * stats[2]:
         stats[2] = magnitude
     return stats[2]
