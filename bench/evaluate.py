@@ -30,7 +30,7 @@ import numpy as np
 
 from monitor.backtest import run_backtest
 from monitor.config import DatabaseSettings, Settings
-from monitor.detect import DetectStage
+from monitor.detect import DetectStage, native
 from monitor.ingest import Telemetry
 from rules import RuleEngine, load_rules
 from simulators.files import write_fleet
@@ -215,9 +215,11 @@ def measure_speed(seed: int, devices: int, days: float) -> None:
     sizes = sorted(
         len(blob) for key, blob in stage.checkpoint().items() if not key.startswith("__")
     )
+    how = "compiled" if native.COMPILED else f"from source: {native.WHY_NOT}"
     print(
         f"\ndetection + rules in process: {len(messages):,} messages in {elapsed:.1f} s = "
-        f"{elapsed / len(messages) * 1e6:.1f} µs/message (one core; the machine is shared)"
+        f"{elapsed / len(messages) * 1e6:.1f} µs/message (one core; the machine is shared; "
+        f"detection {how})"
     )
     print(
         f"checkpointed state per device: median {sizes[len(sizes) // 2]:,} B, "
