@@ -206,3 +206,31 @@ def test_the_outdoor_temperature_is_never_taken_for_a_standby_draw() -> None:
         )
     assert duty.standby == "power_kw"
     assert duty.observe({"outdoor_temp_c": 5.0, "power_kw": 0.01}) == "off"
+
+
+def test_a_device_without_a_duty_metric_that_stops_has_its_power_as_its_standby_metric() -> None:
+    # A heat pump that ran through its first day, its power dipping to zero now and then (too
+    # rarely for an on/off metric): by range alone its standby metric was the compressor
+    # temperature, which never reads zero. Its first idle day must be standby, not a fault.
+    duty = DutyCycle(decide_after=100)
+    rng = random.Random(9)
+    for i in range(100):
+        power = 0.0 if i in (40, 41) else 2.0 + 0.5 * math.sin(i / 10) + rng.gauss(0, 0.05)
+        duty.observe({"power_kw": power, "compressor_temp_c": 30.0 + 10 * power})
+    assert (duty.metric, duty.standby) == (None, "compressor_temp_c")
+    assert duty.observe({"power_kw": 2.1, "compressor_temp_c": 52.0}) == ""
+    # Idle: the power reads zero, the compressor cools to the outdoor temperature.
+    states = [duty.observe({"power_kw": 0.0, "compressor_temp_c": 8.0}) for _ in range(12)]
+    assert duty.standby == "power_kw"
+    assert states[:2] == ["", ""]  # two readings at zero could be a pause
+    assert set(states[3:]) == {"off"}
+    assert duty.observe({"power_kw": 2.2, "compressor_temp_c": 53.0}) == ""  # running again
+    # A metric that goes negative (a battery's current) is never a standby draw.
+    battery = DutyCycle(decide_after=100)
+    for i in range(100):
+        battery.observe({"current_a": 5.0 + math.sin(i / 5), "soc": 20.0 + i / 2})
+    assert battery.standby == "soc"
+    battery.observe({"current_a": -3.0, "soc": 70.0})
+    for _ in range(5):
+        battery.observe({"current_a": 0.0, "soc": 70.0})
+    assert battery.standby == "soc"

@@ -31,6 +31,8 @@ _NOISE = 10.0
 """A full scale that grows this many times over: the decision was made on noise."""
 _MIN_SHARE, _MAX_SHARE = 0.05, 0.95
 """A duty metric must be off, and on, at least 5 % of the time."""
+_STOPPED = 3
+"""Readings in a row near zero that show a device without a duty metric stopping."""
 
 
 class DutyCycle:
@@ -39,6 +41,7 @@ class DutyCycle:
     __slots__ = (
         "_above",
         "_decide_after",
+        "_idle",
         "_stats",
         "decided",
         "fraction",
@@ -64,6 +67,9 @@ class DutyCycle:
         """The duty metric's latest reading as a share of its full scale: how hard the
         device works (a charger at 16 A of 32 A: 0.5)."""
         self._above = 0
+        self._idle: dict[str, list[float]] = {}
+        """On a device without a duty metric: per never-negative metric, its full scale and
+        how many readings in a row it has been near zero."""
         self.rescaled = False
         """Set when the full scale turned out to be many times what the decision saw: a
         charger with no car in its first half day split its idle noise into "on" and "off".
@@ -82,13 +88,33 @@ class DutyCycle:
             near_zero = _NEAR_ZERO if self.state == "on" else _SWITCH_ON
             self.state = "off" if magnitude <= near_zero * scale else "on"
             self.fraction = min(magnitude / scale, _SPIKE) if scale > 0 else 0.0
-        elif self.standby is not None and self.standby in metrics:
+            return self.state
+        if self._idle:
+            self._watch_stops(metrics)
+        if self.standby is not None and self.standby in metrics:
             # A device that never stopped in its first day draws a modulating minimum while
             # it runs: anything under 5 % of full scale is standby, wobbles and all.
             magnitude = abs(metrics[self.standby])
             scale = _follow_scale(self._stats[self.standby], magnitude)
             self.state = "off" if magnitude <= _SWITCH_ON * scale else ""
         return self.state
+
+    def _watch_stops(self, metrics: dict[str, float]) -> None:
+        """Make a metric seen stopping the standby metric: a heat pump that ran all its first
+        day was given a standby metric by range alone (its compressor temperature, which never
+        reads zero), and its first idle day would be judged as a running pump gone dead."""
+        for name, seen in self._idle.items():
+            value = metrics.get(name)
+            if value is None or seen[0] < 0:
+                continue
+            if value < 0:
+                seen[0] = -1.0  # goes negative: not a draw that stops at zero
+                continue
+            seen[0] = max(seen[0], value)
+            seen[1] = seen[1] + 1 if value <= _NEAR_ZERO * seen[0] else 0
+            if seen[1] >= _STOPPED and name != self.standby:
+                self.standby = name
+                self._stats[name] = [0.0, 0.0, seen[0], 0.0]
 
     def _rescale(self, stats: list[float], magnitude: float) -> float:
         """The duty metric's full scale after this reading: a spike is one reading, a real
@@ -139,6 +165,9 @@ class DutyCycle:
                 if st[2] > 0 and st[3] > _NEAR_ZERO * st[2] and st[3] >= 0
             }
             self.standby = min(ranges, key=lambda n: (ranges[n], n)) if ranges else None
+            self._idle = {
+                name: [st[2], 0.0] for name, st in self._stats.items() if st[3] >= 0 and st[2] > 0
+            }
         keep = (self.metric, self.standby)
         self._stats = {k: v for k, v in self._stats.items() if k in keep}
         self.decided = True
@@ -151,6 +180,7 @@ class DutyCycle:
             "m": self.metric,
             "b": self.standby,
             "s": self._stats,
+            "i": self._idle,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -159,6 +189,7 @@ class DutyCycle:
         self.metric = state["m"]
         self.standby = state.get("b")
         self._stats = {str(k): [float(x) for x in v] for k, v in state["s"].items()}
+        self._idle = {str(k): [float(x) for x in v] for k, v in state.get("i", {}).items()}
         self.state = "on" if self.metric is not None else ""
 
 
