@@ -289,3 +289,31 @@ def test_faults_that_merely_overlap_in_time_are_not_a_fleet_incident() -> None:
     tracker.observe(batch, engine)
     assert tracker.count("HX-1", "overheating", now, 3600.0, began=now, onset=12 * 3600) == 1
     assert tracker.count("HX-1", "overheating", now, 3600.0) == 3
+
+
+def test_devices_already_in_a_case_for_the_problem_do_not_make_a_fleet_incident(
+    sqlite_url: str,
+) -> None:
+    # Two devices of eight have their own open cases (their faults began days apart, but
+    # their deviation flickers around the threshold, so each looks freshly begun); a third
+    # starts to fail. Three deviating of eight would be a fleet incident; two are explained.
+    add_devices(sqlite_url, 8)
+    noise = NoiseControl(NoiseSettings(), RuleEngine([HOT]))
+    see(noise, [reading(f"d{i}", 70.0) for i in range(2)])
+    for i in range(2):
+        cases, _ = run(sqlite_url, [alarm(f"d{i}")], noise=noise)
+        assert [c.device_id for c in cases] == [f"d{i}"]
+    later = T0 + 86400
+    see(noise, [reading(f"d{i}", 40.0, at=later - 600) for i in range(2)])  # a dip
+    see(noise, [reading(d, 70.0, at=later) for d in ("d0", "d1", "d2")])
+    see(noise, [reading(f"d{i}", 40.0, at=later) for i in range(3, 8)])
+    cases, reasons = run(sqlite_url, [alarm("d2", at=later)], noise=noise)
+    assert ([c.device_id for c in cases], reasons) == (["d2"], [])
+    # Without their cases, the same three are one fleet-wide event.
+    with Session(open_database(sqlite_url)) as session:
+        for case in session.exec(select(Case)):
+            case.status = "closed"
+        session.commit()
+    see(noise, [reading(d, 70.0, at=later + 60) for d in ("d0", "d1", "d3")])
+    cases, reasons = run(sqlite_url, [alarm("d3", at=later + 60)], noise=noise)
+    assert (cases, reasons) == ([], ["fleet_incident"])

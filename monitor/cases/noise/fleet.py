@@ -5,6 +5,8 @@ heat wave), their alarms become one incident for engineering instead of a custom
 as soon as its latest message meets a rule's condition. So by the time the first device's
 alarm fires, its peers that started deviating at the same time are already counted, and no
 customer hears about a fleet-wide event because their device happened to fire first.
+A device that already has an open case for the problem does not count: its own fault explains
+its deviation, and a few such devices are no fleet-wide event that could hide the next one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from sqlmodel import col, select
 
 from monitor.cases.noise.base import BatchContext, Verdict
 from monitor.detect.base import SignalSet
-from monitor.store.models import FleetIncident
+from monitor.store import Case
+from monitor.store.models import OPEN_CASE_STATUSES, FleetIncident
 from rules.engine import Alarm, RuleEngine
 
 
@@ -58,14 +61,18 @@ class FleetTracker:
         *,
         began: float | None = None,
         onset: float = float("inf"),
+        explained: frozenset[str] = frozenset(),
     ) -> int:
         """Devices of ``model`` deviating in ``problem`` at ``at`` (latest message within
-        ``window``) that began to within ``onset`` seconds of ``began``."""
+        ``window``) that began to within ``onset`` seconds of ``began``, other than the
+        ``explained`` ones."""
         seen = self.deviating.get((model, problem), {})
         return sum(
             1
-            for since, ts in seen.values()
-            if ts >= at - window and (began is None or abs(since - began) <= onset)
+            for device_id, (since, ts) in seen.items()
+            if ts >= at - window
+            and (began is None or abs(since - began) <= onset)
+            and device_id not in explained
         )
 
     def began(self, model: str, problem: str, device_id: str) -> float | None:
@@ -109,6 +116,7 @@ class FleetIncidents:
             self._window,
             began=self._tracker.began(model, alarm.problem, alarm.device_id),
             onset=self._onset,
+            explained=_with_open_case(ctx, alarm.problem),
         )
         active = max(self._tracker.active(model, alarm.at, self._active), together)
         if together < self._min or together < self._share * active:
@@ -148,6 +156,17 @@ class FleetIncidents:
         ctx.session.add(incident)
         ctx.session.flush()
         return incident, opened
+
+
+def _with_open_case(ctx: BatchContext, problem: str) -> frozenset[str]:
+    """Devices with an open case for ``problem``: what deviates there is their own fault."""
+    return frozenset(
+        ctx.session.exec(
+            select(Case.device_id).where(
+                Case.problem == problem, col(Case.status).in_(OPEN_CASE_STATUSES)
+            )
+        )
+    )
 
 
 def _open_incident(ctx: BatchContext, model: str, problem: str) -> FleetIncident | None:
