@@ -91,8 +91,13 @@ def _compare(condition: Comparison, facts: Facts) -> bool:
         value = facts.readings.get(condition.metric)
     if value is None:
         return False
-    above, below = (_threshold(t, facts) for t in (condition.above, condition.below))
-    return (above is None or value > above) and (below is None or value < below)
+    # Written out (no generator of the two thresholds): this runs for every rule of every
+    # message.
+    above = _threshold(condition.above, facts)
+    if above is not None and not value > above:
+        return False
+    below = _threshold(condition.below, facts)
+    return below is None or value < below
 
 
 def _threshold(threshold: float | str | None, facts: Facts) -> float | None:
