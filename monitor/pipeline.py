@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -24,7 +24,7 @@ from monitor.cases.noise import NoiseControl, count_suppressed
 from monitor.checkpoint import CheckpointWriter, Progress, Round, Snapshot, save
 from monitor.config import Settings
 from monitor.detect import DetectStage, SignalSet
-from monitor.ingest import Admission, Admitted, Decoder, RawMessage, Telemetry
+from monitor.ingest import Admission, Admitted, Decoder, Message, Telemetry
 from monitor.ingest.records import count_and_log, load_known_devices, record_admission
 from monitor.metrics import (
     BATCH_SIZE,
@@ -56,7 +56,7 @@ device's saved state is at most about one and a half intervals old."""
 class BatchWork:
     """A batch after the in-memory stages, waiting to be committed."""
 
-    messages: list[RawMessage]
+    messages: Sequence[Message]
     admitted: Admitted
     signals: list[SignalSet]
     """One per accepted telemetry message, in the same order as ``admitted.telemetry``."""
@@ -112,8 +112,9 @@ class Pipeline:
         self._writer = CheckpointWriter(engine)
         self._restore()
 
-    def compute(self, messages: list[RawMessage], now: float | None = None) -> BatchWork:
-        """Run the in-memory stages over one batch."""
+    def compute(self, messages: Sequence[Message], now: float | None = None) -> BatchWork:
+        """Run the in-memory stages over one batch: as delivered by the broker, or already
+        parsed (a replay; judged all the same)."""
         now = time.time() if now is None else now
         decoded = [d for m in messages if (d := self.decoder.decode(m, now)) is not None]
         admitted = self.admission.run(decoded)
@@ -187,7 +188,7 @@ class Pipeline:
         for telemetry in work.admitted.telemetry:
             EVENT_LAG.observe(max(0.0, done - telemetry.ts))
 
-    def process(self, messages: list[RawMessage], now: float | None = None) -> list[OpenedCase]:
+    def process(self, messages: Sequence[Message], now: float | None = None) -> list[OpenedCase]:
         """compute + commit, for callers that do not need to retry the commit separately."""
         return self.commit(self.compute(messages, now))
 

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from monitor.ingest import Admission, Decoder, RawMessage, Reason, Rejection, Telemetry
+from monitor.ingest import (
+    Admission,
+    Decoder,
+    ParsedMessage,
+    RawMessage,
+    Reason,
+    Rejection,
+    Telemetry,
+)
 
 NOW = 1_800_000_000.0
 
@@ -94,3 +106,74 @@ def test_unknown_device_is_refused_when_registration_is_required() -> None:
     out = admission.run([telemetry(1, "known"), telemetry(1, "stranger")])
     assert [t.device_id for t in out.telemetry] == ["known"]
     assert out.rejections[0].reason is Reason.UNKNOWN_DEVICE
+
+
+_JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()  # infinities and NaN too: devices send them
+    | st.text(max_size=8)
+    | st.sampled_from([NOW - 5, "2027-01-15T08:00:00Z", "1.5", NOW + 3600])
+)
+_JSON = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=6,
+)
+_NUMBERS = st.floats(-1e9, 1e9) | st.integers(-(10**6), 10**6)
+_BODIES = st.fixed_dictionaries(
+    {
+        # Mostly good timestamps, so that most bodies get as far as their metrics.
+        "ts": st.sampled_from(
+            [NOW - 5, int(NOW) - 1, "2027-01-15T08:00:00Z", "2027-01-15T08:00:00"] * 3
+            + [NOW + 3600, None, True, "yesterday", float("nan"), -5, [NOW]]
+        ),
+        "metrics": st.dictionaries(st.text(max_size=4), _NUMBERS, max_size=4)
+        | st.dictionaries(
+            st.text(max_size=4),
+            _NUMBERS | st.sampled_from([math.inf, -math.inf, math.nan, "1.5", True, None]),
+            max_size=4,
+        )
+        | _JSON,
+    },
+    optional={"seq": _JSON_SCALARS, "fw": _JSON_SCALARS, "model": _JSON_SCALARS, "x": _JSON},
+)
+
+
+def _outcome(decoded: object) -> tuple[Any, ...]:
+    if isinstance(decoded, Rejection):
+        return (decoded.reason, decoded.detail, decoded.device_id, decoded.message)
+    assert isinstance(decoded, Telemetry)
+    return (decoded.device_id, decoded.ts, decoded.metrics, decoded.seq, decoded.fw, decoded.model)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=_BODIES | st.dictionaries(st.text(max_size=8), _JSON),
+    overstated=st.integers(0, 400),
+)
+def test_a_parsed_body_is_judged_as_the_bytes_it_encodes(
+    body: dict[str, Any], overstated: int
+) -> None:
+    # A replay hands the decoder the object a payload decodes to: whatever that object, the
+    # outcome must be the one its bytes get (the limit is small so that size is judged too).
+    payload = json.dumps(body).encode()
+    decoder = Decoder("devices", 300, 300)
+    parsed = ParsedMessage("devices/d1/telemetry", body, len(payload) + overstated, NOW)
+    from_bytes = decoder.decode(RawMessage("devices/d1/telemetry", payload, NOW), NOW)
+    from_body = decoder.decode(parsed, NOW)
+    assert _outcome(from_body) == _outcome(from_bytes)
+    if isinstance(from_body, Telemetry):
+        assert from_body.source is parsed
+
+
+def test_a_parsed_message_refused_later_is_parked_with_its_bytes() -> None:
+    body = {"ts": NOW, "metrics": {"t": 1.5}}
+    decoder = Decoder("devices", 1024, 300)
+    decoded = [decoder.decode(ParsedMessage("devices/d1/telemetry", body, 99), NOW)] * 2
+    assert all(isinstance(d, Telemetry) for d in decoded)
+    out = Admission({}, require_registration=False).run([d for d in decoded if d is not None])
+    [duplicate] = out.rejections
+    assert duplicate.reason is Reason.DUPLICATE
+    assert duplicate.message == RawMessage("devices/d1/telemetry", json.dumps(body).encode(), 0.0)

@@ -1,7 +1,16 @@
 """Ingest: messages off the broker, decoded and admitted, in micro-batches."""
 
 from monitor.ingest.admission import Admission, Admitted, KnownDevice
-from monitor.ingest.decode import Decoder, RawMessage, Reason, Rejection, StatusChange, Telemetry
+from monitor.ingest.decode import (
+    Decoder,
+    Message,
+    ParsedMessage,
+    RawMessage,
+    Reason,
+    Rejection,
+    StatusChange,
+    Telemetry,
+)
 from monitor.ingest.transport import Transport, make_transport
 
 __all__ = [
@@ -9,6 +18,8 @@ __all__ = [
     "Admitted",
     "Decoder",
     "KnownDevice",
+    "Message",
+    "ParsedMessage",
     "RawMessage",
     "Reason",
     "Rejection",

@@ -85,5 +85,8 @@ class Admission:
 
 
 def _reject(msg: Telemetry, reason: Reason, detail: str) -> Rejection:
-    raw = msg.source or RawMessage(f"?/{msg.device_id}/telemetry", b"", msg.received)
+    if msg.source is None:
+        raw = RawMessage(f"?/{msg.device_id}/telemetry", b"", msg.received)
+    else:
+        raw = msg.source.raw()
     return Rejection(raw, reason, detail, msg.device_id)

@@ -1,7 +1,8 @@
 """Decoding and validating one device message against the device contract.
 
-Pure and synchronous: bytes in, a :class:`Telemetry` or a :class:`Rejection` out. Checks that
-need memory of the device (order, registration) live in :mod:`monitor.ingest.admission`.
+Pure and synchronous: bytes (or, replaying a recording, the object they would encode) in, a
+:class:`Telemetry` or a :class:`Rejection` out. Checks that need memory of the device (order,
+registration) live in :mod:`monitor.ingest.admission`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,33 @@ class RawMessage:
     ack: tuple[int, int] | None = None
     """Transport token (connection, message id) to acknowledge once the batch is committed."""
 
+    def raw(self) -> RawMessage:
+        """Itself: what a refusal parks (see :meth:`ParsedMessage.raw`)."""
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMessage:
+    """A message whose JSON payload is already an object: a recorded row, replayed.
+
+    The decoder judges ``body`` as it would judge the object its bytes decode to, so a replay
+    skips writing JSON only to read it back; the bytes are written only when needed: to park
+    a refusal, or to check the size limit when ``size_bound`` is above it.
+    """
+
+    topic: str
+    body: dict[str, Any]
+    size_bound: int
+    """No less than the length of :meth:`raw`'s payload."""
+    received: float = 0.0
+
+    def raw(self) -> RawMessage:
+        """The message as a device would have sent it."""
+        return RawMessage(self.topic, json.dumps(self.body).encode(), self.received)
+
+
+Message = RawMessage | ParsedMessage
+
 
 @dataclass(frozen=True, slots=True)
 class Telemetry:
@@ -56,8 +84,8 @@ class Telemetry:
     fw: str | None = None
     model: str | None = None
     received: float = 0.0
-    source: RawMessage | None = field(default=None, repr=False, compare=False)
-    """The raw message, kept so that a later refusal can park its exact bytes."""
+    source: Message | None = field(default=None, repr=False, compare=False)
+    """The message it was decoded from, kept so that a later refusal can park its bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,25 +120,32 @@ class Decoder:
         self._max_bytes = max_payload_bytes
         self._max_future = max_future_seconds
 
-    def decode(self, message: RawMessage, now: float) -> Decoded | None:
+    def decode(self, message: Message, now: float) -> Decoded | None:
         """Decode ``message``; ``None`` for topics the monitor does not consume (events...)."""
         parts = message.topic.split("/")
         if not message.topic.startswith(self._prefix) or len(parts) != self._prefix_parts + 2:
-            return Rejection(message, Reason.BAD_TOPIC, f"unexpected topic {message.topic!r}")
+            return self._reject(
+                message, None, Reason.BAD_TOPIC, f"unexpected topic {message.topic!r}"
+            )
         device_id, channel = parts[-2], parts[-1]
         if not device_id:
-            return Rejection(message, Reason.BAD_TOPIC, "empty device id in topic")
-        if len(message.payload) > self._max_bytes:
-            return self._reject(
-                message,
-                device_id,
-                Reason.TOO_LARGE,
-                f"{len(message.payload)} bytes > limit {self._max_bytes}",
-            )
+            return self._reject(message, None, Reason.BAD_TOPIC, "empty device id in topic")
+        size = len(message.payload) if isinstance(message, RawMessage) else message.size_bound
+        if size > self._max_bytes:
+            raw = message.raw()
+            if len(raw.payload) > self._max_bytes:
+                return self._reject(
+                    raw,
+                    device_id,
+                    Reason.TOO_LARGE,
+                    f"{len(raw.payload)} bytes > limit {self._max_bytes}",
+                )
         if channel == "telemetry":
+            if isinstance(message, ParsedMessage):
+                return self._telemetry_body(message.body, device_id, now, message)
             return self._telemetry(message, device_id, now)
         if channel == "status":
-            status = message.payload.decode("utf-8", "replace").strip().lower()
+            status = message.raw().payload.decode("utf-8", "replace").strip().lower()
             if status not in ("online", "offline"):
                 return self._reject(
                     message, device_id, Reason.BAD_FIELD, f"status {status!r} is not online/offline"
@@ -123,6 +158,12 @@ class Decoder:
             body = json.loads(message.payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return self._reject(message, device_id, Reason.NOT_JSON, str(exc))
+        return self._telemetry_body(body, device_id, now, message)
+
+    def _telemetry_body(
+        self, body: object, device_id: str, now: float, message: Message
+    ) -> Decoded:
+        """Judge ``body``, the decoded JSON of ``message``'s payload, as device telemetry."""
         if not isinstance(body, dict):
             return self._reject(message, device_id, Reason.NOT_OBJECT, "payload is not an object")
         if "ts" not in body:
@@ -164,8 +205,8 @@ class Decoder:
         return Telemetry(device_id, ts, values, seq, fw, model, message.received, message)
 
     @staticmethod
-    def _reject(message: RawMessage, device_id: str, reason: Reason, detail: str) -> Rejection:
-        return Rejection(message, reason, detail, device_id)
+    def _reject(message: Message, device_id: str | None, reason: Reason, detail: str) -> Rejection:
+        return Rejection(message.raw(), reason, detail, device_id)
 
 
 def _finite_floats(metrics: dict[str, Any]) -> dict[str, float] | None:
