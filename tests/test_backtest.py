@@ -8,6 +8,8 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from sqlmodel import Session, select
 from typer.testing import CliRunner
@@ -15,7 +17,8 @@ from typer.testing import CliRunner
 from monitor.backtest import read_telemetry, run_backtest
 from monitor.cli import app
 from monitor.config import DatabaseSettings, Settings
-from monitor.store import Case, open_database
+from monitor.ingest import ParsedMessage
+from monitor.store import Case, ParkedMessage, open_database
 from monitor.store.models import FleetIncident
 from rules import load_rules
 from simulators.files import write_fleet
@@ -171,7 +174,7 @@ def test_wide_csv_cells_become_the_payload_the_device_would_send(tmp_path: Path)
     telemetry = tmp_path / "telemetry.csv"
     telemetry.write_text('device_id,ts,flow,"odd ""name"""\np1,1790000000,-0.0,\np1,2e9,nan,x\n')
     rows = [row for batch in read_telemetry(telemetry, "devices") for row in batch]
-    bodies = [json.loads(message.payload) for _, _, message in rows]
+    bodies = [json.loads(message.raw().payload) for _, _, message in rows]
     assert bodies[0] == {"ts": 1790000000.0, "metrics": {"flow": -0.0}}
     assert bodies[1]["metrics"]['odd "name"'] == "x"  # refused by the decoder, as live
     assert bodies[1]["metrics"]["flow"] != bodies[1]["metrics"]["flow"]  # NaN
@@ -200,3 +203,43 @@ def test_a_broken_relationship_between_metrics_raises_the_score(tmp_path: Path) 
     broken = sorted(s for ts, s in scores if ts > START + 5.5 * 86400)
     assert max(healthy) < 0.2
     assert broken[len(broken) // 2] > 0.3
+
+
+def test_a_row_with_a_non_numeric_cell_is_refused_and_parked_as_the_daemon_would(
+    tmp_path: Path,
+) -> None:
+    telemetry = tmp_path / "telemetry.csv"
+    telemetry.write_text(
+        f"device_id,ts,flow,temp\np1,{START:.0f},1.5,20\np1,{START + 300:.0f},1.5,hot\n"
+    )
+    settings = Settings(database=DatabaseSettings(url=f"sqlite:///{tmp_path}/bt.db"))
+    result = run_backtest(telemetry, settings, [], tmp_path / "c.csv")
+    assert (result.rows, result.accepted, result.rejected) == (2, 1, 1)
+    with Session(open_database(settings.database.url)) as session:
+        [parked] = session.exec(select(ParkedMessage)).all()
+    assert (parked.reason, parked.detail) == ("non_numeric_metric", "metric 'temp'='hot'")
+    assert parked.topic == "devices/p1/telemetry"
+    assert parked.payload == (
+        b'{"ts": %.1f, "metrics": {"flow": 1.5, "temp": "hot"}}' % (START + 300)
+    )
+
+
+_CELLS = st.text(max_size=30) | st.floats().map(repr) | st.sampled_from(["", "inf", "-nan", "1_0"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_CELLS, _CELLS, _CELLS), min_size=1, max_size=5))
+def test_a_rows_size_bound_is_never_below_its_payload(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, ...]]
+) -> None:
+    # The decoder writes a row's JSON to check the size limit only when the bound says it
+    # might be over: a bound below the payload would let an oversized row through.
+    telemetry = tmp_path_factory.mktemp("bound") / "telemetry.csv"
+    with telemetry.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["device_id", "ts", "a", "b \U0001f600"])
+        writer.writerows(("d1", *row) for row in rows)
+    for batch in read_telemetry(telemetry, "devices"):
+        for _, _, message in batch:
+            assert isinstance(message, ParsedMessage)
+            assert message.size_bound >= len(message.raw().payload)
