@@ -33,18 +33,15 @@ class FleetTracker:
     def observe(self, batch: list[SignalSet], rules: RuleEngine) -> None:
         """Fold in a batch the rule engine has just evaluated (it knows what holds, with
         each device's attributes, thresholds and schedules)."""
+        by_problem = _rules_by_problem(rules)
         for signals in batch:
             model = signals.model or signals.peers or self.model_of.get(signals.device_id, "")
             self.model_of[signals.device_id] = model
             self.last_seen.setdefault(model, {})[signals.device_id] = signals.ts
             # A device deviates in a problem when any of that problem's rules holds: several
-            # rules share one problem ("degradation"), and the last one looked at must not
-            # overrule the one that holds.
-            holds: dict[str, bool] = {}
-            for rule in rules.rules:
-                held = holds.get(rule.problem, False)
-                holds[rule.problem] = held or rules.holding(signals.device_id, rule.name)
-            for problem, held in holds.items():
+            # rules share one problem ("degradation").
+            for problem, names in by_problem.items():
+                held = any(rules.holding(signals.device_id, name) for name in names)
                 devices = self.deviating.setdefault((model, problem), {})
                 if held:
                     since, _ = devices.get(signals.device_id, (signals.ts, 0.0))
@@ -82,6 +79,13 @@ class FleetTracker:
 
     def active(self, model: str, at: float, window: float) -> int:
         return sum(1 for ts in self.last_seen.get(model, {}).values() if ts >= at - window)
+
+
+def _rules_by_problem(rules: RuleEngine) -> dict[str, list[str]]:
+    by_problem: dict[str, list[str]] = {}
+    for rule in rules.rules:
+        by_problem.setdefault(rule.problem, []).append(rule.name)
+    return by_problem
 
 
 class FleetIncidents:
