@@ -225,6 +225,14 @@ def test_a_device_without_a_duty_metric_that_stops_has_its_power_as_its_standby_
     assert states[:2] == ["", ""]  # two readings at zero could be a pause
     assert set(states[3:]) == {"off"}
     assert duty.observe({"power_kw": 2.2, "compressor_temp_c": 53.0}) == ""  # running again
+    # A pump whose flow falls to zero while its motor works on is blocked, not stopped.
+    pump = DutyCycle(decide_after=100)
+    for i in range(100):
+        pump.observe({"flow": 30.0 + 10 * math.sin(i / 9), "current_a": 4.0 + 2 * math.sin(i / 9)})
+    standby = pump.standby
+    for _ in range(12):
+        pump.observe({"flow": 0.1, "current_a": 4.6})
+    assert pump.standby == standby != "flow"
     # A metric that goes negative (a battery's current) is never a standby draw.
     battery = DutyCycle(decide_after=100)
     for i in range(100):

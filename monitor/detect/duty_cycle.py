@@ -102,7 +102,17 @@ class DutyCycle:
     def _watch_stops(self, metrics: dict[str, float]) -> None:
         """Make a metric seen stopping the standby metric: a heat pump that ran all its first
         day was given a standby metric by range alone (its compressor temperature, which never
-        reads zero), and its first idle day would be judged as a running pump gone dead."""
+        reads zero), and its first idle day would be judged as a running pump gone dead.
+
+        Only while the standby metric agrees, reading below anything it read in its first day
+        (an idle compressor cools to the weather): a metric falling to zero while the device
+        works on is a fault (a blocked pump's flow), not a stop."""
+        standby = self.standby
+        agrees = (
+            standby is not None
+            and standby in metrics
+            and metrics[standby] < self._stats[standby][3]
+        )
         for name, seen in self._idle.items():
             value = metrics.get(name)
             if value is None or seen[0] < 0:
@@ -112,7 +122,7 @@ class DutyCycle:
                 continue
             seen[0] = max(seen[0], value)
             seen[1] = seen[1] + 1 if value <= _NEAR_ZERO * seen[0] else 0
-            if seen[1] >= _STOPPED and name != self.standby:
+            if seen[1] >= _STOPPED and agrees and name != standby:
                 self.standby = name
                 self._stats[name] = [0.0, 0.0, seen[0], 0.0]
 
