@@ -124,6 +124,7 @@ class DutyCycle:
             seen[1] = seen[1] + 1 if value <= _NEAR_ZERO * seen[0] else 0
             if seen[1] >= _STOPPED and agrees and name != standby:
                 self.standby = name
+                # Its first-day minimum is its zero: a standby metric found this way is kept.
                 self._stats[name] = [0.0, 0.0, seen[0], 0.0]
 
     def _rescale(self, stats: list[float], magnitude: float) -> float:

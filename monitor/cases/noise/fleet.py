@@ -72,6 +72,9 @@ class FleetTracker:
             and device_id not in explained
         )
 
+    def deviating_devices(self, model: str, problem: str) -> list[str]:
+        return list(self.deviating.get((model, problem), {}))
+
     def began(self, model: str, problem: str, device_id: str) -> float | None:
         """When ``device_id`` began to deviate in ``problem`` (None if it does not)."""
         found = self.deviating.get((model, problem), {}).get(device_id)
@@ -120,7 +123,9 @@ class FleetIncidents:
             self._window,
             began=self._tracker.began(model, alarm.problem, alarm.device_id),
             onset=self._onset,
-            explained=_with_open_case(ctx, alarm.problem),
+            explained=_with_open_case(
+                ctx, alarm.problem, self._tracker.deviating_devices(model, alarm.problem)
+            ),
         )
         active = max(self._tracker.active(model, alarm.at, self._active), together)
         if together < self._min or together < self._share * active:
@@ -162,12 +167,17 @@ class FleetIncidents:
         return incident, opened
 
 
-def _with_open_case(ctx: BatchContext, problem: str) -> frozenset[str]:
-    """Devices with an open case for ``problem``: what deviates there is their own fault."""
+def _with_open_case(ctx: BatchContext, problem: str, devices: list[str]) -> frozenset[str]:
+    """Those of ``devices`` with an open case for ``problem``: their deviation is their own
+    fault's."""
+    if not devices:
+        return frozenset()
     return frozenset(
         ctx.session.exec(
             select(Case.device_id).where(
-                Case.problem == problem, col(Case.status).in_(OPEN_CASE_STATUSES)
+                Case.problem == problem,
+                col(Case.status).in_(OPEN_CASE_STATUSES),
+                col(Case.device_id).in_(devices),
             )
         )
     )
