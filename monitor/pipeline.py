@@ -35,7 +35,7 @@ from monitor.metrics import (
     PROCESSING_LATENCY,
 )
 from monitor.store import DeviceState
-from rules import Alarm, Rule, RuleEngine
+from rules import Alarm, Cleared, Rule, RuleEngine
 from rules.attributes import AttributeBook
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ class BatchWork:
     signals: list[SignalSet]
     """One per accepted telemetry message, in the same order as ``admitted.telemetry``."""
     alarms: list[Alarm]
+    cleared: list[Cleared]
+    """Rules whose clear condition held: the open case they opened records it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,16 +121,18 @@ class Pipeline:
         decoded = [d for m in messages if (d := self.decoder.decode(m, now)) is not None]
         admitted = self.admission.run(decoded)
         signals = self.detect.run(admitted.telemetry)
-        alarms = self.rules.run(signals, [t.metrics for t in admitted.telemetry])
+        events = self.rules.evaluate(signals, [t.metrics for t in admitted.telemetry])
         silent = self._silent(admitted.telemetry, now)
-        alarms += self.rules.run(silent)
+        events += self.rules.evaluate(silent)
+        alarms = [e for e in events if isinstance(e, Alarm)]
         # Silent devices count too: many going quiet at once is one incident (a site or the
         # network), not a case per device.
         self.noise.observe(signals + silent)
         for alarm in alarms:
             # The chart behind the numbers: the metric's recent course against its band.
             alarm.evidence["series"] = self.detect.evidence_series(alarm.device_id)
-        return BatchWork(messages, admitted, signals, alarms)
+        cleared = [e for e in events if isinstance(e, Cleared)]
+        return BatchWork(messages, admitted, signals, alarms, cleared)
 
     def _silent(self, telemetry: list[Telemetry], now: float) -> list[SignalSet]:
         """Silence signals at most once a minute of the clock: event time (the newest
@@ -148,6 +152,7 @@ class Pipeline:
             record_admission(session, work.admitted, now)
             alarms, suppressed = self.noise.run(session, work.alarms, work.signals)
             cases = self.cases.run(session, alarms)
+            self.cases.record_cleared(session, work.cleared)
             self.cases.announce_incidents(session, suppressed)
             opened = [
                 OpenedCase(c.id or 0, c.device_id, c.problem, c.rule, c.opened_at) for c in cases

@@ -1,7 +1,16 @@
 """The rules engine: YAML rules over detection signals, and the shipped rule files."""
 
-from rules.engine import Alarm, RuleEngine, holds
+from rules.engine import Alarm, Cleared, RuleEngine, holds
 from rules.loader import RuleFileError, load_rule_file, load_rules
 from rules.model import Rule
 
-__all__ = ["Alarm", "Rule", "RuleEngine", "RuleFileError", "holds", "load_rule_file", "load_rules"]
+__all__ = [
+    "Alarm",
+    "Cleared",
+    "Rule",
+    "RuleEngine",
+    "RuleFileError",
+    "holds",
+    "load_rule_file",
+    "load_rules",
+]

@@ -18,7 +18,7 @@ from monitor.backtest import read_telemetry, run_backtest
 from monitor.cli import app
 from monitor.config import DatabaseSettings, Settings
 from monitor.ingest import ParsedMessage
-from monitor.store import Case, ParkedMessage, open_database
+from monitor.store import Case, CaseEvent, ParkedMessage, open_database
 from monitor.store.models import FleetIncident
 from rules import load_rules
 from simulators.files import write_fleet
@@ -243,3 +243,31 @@ def test_a_rows_size_bound_is_never_below_its_payload(
         for _, _, message in batch:
             assert isinstance(message, ParsedMessage)
             assert message.size_bound >= len(message.raw().payload)
+
+
+def test_a_case_records_when_the_rule_that_opened_it_cleared(tmp_path: Path) -> None:
+    # A valve's pressure runs high for two hours, then back to normal: the case opened by
+    # the rule stays open for support, and its history says when the condition cleared.
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "pressure.yaml").write_text(
+        "rules:\n  - name: pressure-high\n    problem: overpressure\n"
+        "    when: {metric: pressure_bar, signal: value, above: 6}\n"
+        "    clear: {metric: pressure_bar, signal: value, below: 5}\n    for: 15m\n"
+        "    severity: warning\n    actions: [open_case]\n"
+    )
+    telemetry = tmp_path / "telemetry.csv"
+    high = (START + 3600, START + 3 * 3600)
+    with telemetry.open("w") as handle:
+        handle.write("device_id,ts,pressure_bar\n")
+        for i in range(6 * 12):
+            ts = START + i * 300
+            handle.write(f"valve,{ts:.0f},{7.0 if high[0] <= ts < high[1] else 4.0}\n")
+    settings = Settings(database=DatabaseSettings(url=f"sqlite:///{tmp_path}/bt.db"))
+    run_backtest(telemetry, settings, load_rules(rules_dir), tmp_path / "cases.csv")
+    with Session(open_database(settings.database.url)) as session:
+        [case] = session.exec(select(Case)).all()
+        events = session.exec(select(CaseEvent).where(CaseEvent.case_id == case.id)).all()
+    assert (case.status, case.opened_at) == ("open", high[0] + 900)
+    assert [e.kind for e in events] == ["opened", "condition_cleared"]
+    assert events[1].detail == {"rule": "pressure-high", "at": high[1]}

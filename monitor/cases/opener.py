@@ -23,7 +23,7 @@ from monitor.notify.outbox import enqueue_case_opened
 from monitor.notify.support import enqueue_incident_opened
 from monitor.store import Case, CaseEvent, Customer, Device
 from monitor.store.models import OPEN_CASE_STATUSES, FleetIncident
-from rules.engine import Alarm
+from rules.engine import Alarm, Cleared
 from rules.model import SEVERITY_RANK
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,33 @@ class CaseOpener:
             to_support=to_support,
             plot=_plot_or_none(case) if urgent_first else None,
         )
+
+    def record_cleared(self, session: Session, cleared: list[Cleared]) -> int:
+        """Note on each open case that the rule which opened it has cleared (the device is
+        back within the rule's clear condition); the case stays open for support to close.
+        Returns how many cases were noted."""
+        noted = 0
+        for event in cleared:
+            case = session.exec(
+                select(Case).where(
+                    Case.device_id == event.device_id,
+                    Case.problem == event.problem,
+                    Case.rule == event.rule,
+                    col(Case.status).in_(OPEN_CASE_STATUSES),
+                )
+            ).first()
+            if case is None or case.id is None:
+                continue
+            session.add(
+                CaseEvent(
+                    case_id=case.id,
+                    at_wall=self._clock(),
+                    kind="condition_cleared",
+                    detail={"rule": event.rule, "at": event.at},
+                )
+            )
+            noted += 1
+        return noted
 
     def _open(self, session: Session, alarm: Alarm) -> Case | None:
         if _open_case_exists(session, alarm.device_id, alarm.problem):

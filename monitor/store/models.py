@@ -118,7 +118,8 @@ class CaseEvent(SQLModel, table=True):
 
     ``kind`` is a status the case moved to (see :data:`CASE_STATUSES`, with "opened" for the
     first) or one of "reopened", "note", "assigned", "escalated", "customer_notified",
-    "support_notified", "suppressed", "feedback", "survey_sent", "survey_answered".
+    "support_notified", "suppressed", "feedback", "survey_sent", "survey_answered",
+    "condition_cleared" (the rule that opened it cleared; ``detail["at"]`` in event time).
     """
 
     id: int | None = Field(default=None, primary_key=True)
