@@ -76,7 +76,13 @@ class Shop:
         return await self.dispatcher().deliver_due()
 
     def open_case(
-        self, *, severity: str = "warning", device_id: str = "pump-1", plot: bytes | None = None
+        self,
+        *,
+        severity: str = "warning",
+        device_id: str = "pump-1",
+        plot: bytes | None = None,
+        to_customer: bool = True,
+        source: str = "proactive",
     ) -> int:
         """What the cases stage does: add a case, flush, enqueue, commit."""
         now = self.clock.now
@@ -91,11 +97,14 @@ class Shop:
                 device = Device(id=device_id, kind="water_pump", model="WP-200", customer_id="c-1")
                 session.add(device)
                 session.flush()
-            case = Case(device_id=device_id, severity=severity, created_wall=now, **PROBLEM)
+            case = Case(
+                device_id=device_id, severity=severity, created_wall=now, source=source, **PROBLEM
+            )
             case.opened_at, case.predicted_failure_at = now - 600, now + 5 * DAY
             session.add(case)
             session.flush()
-            enqueue_case_opened(session, case, device, customer, self.settings, now, plot=plot)
+            if to_customer:
+                enqueue_case_opened(session, case, device, customer, self.settings, now, plot=plot)
             session.commit()
             assert case.id is not None
             return case.id
@@ -375,6 +384,22 @@ async def test_survey_sent_once_per_case_even_if_reopened(engine: Engine, smtp: 
     assert [row.purpose for row in shop.rows()] == ["case_opened", "survey"]
 
 
+async def test_only_customers_who_know_of_a_case_are_surveyed(
+    engine: Engine, smtp: SmtpSink
+) -> None:
+    # A case support worked alone (the device was offline a night) is no experience of the
+    # customer's to rate; a ticket the customer opened is, though the monitor never wrote.
+    settings = settings_for(smtp, feedback_secret=SECRET, survey_delay_hours=2.0)
+    shop = Shop(engine, settings, Clock(BERLIN_7AM), berlin_customer(language="en"))
+    unseen = shop.open_case(to_customer=False)
+    reported = shop.open_case(to_customer=False, device_id="pump-2", source="reactive")
+    shop.move(unseen, "resolved")
+    shop.move(reported, "resolved")
+    await shop.deliver(at=BERLIN_7AM + 3 * HOUR)
+    surveys = shop.rows("survey")
+    assert [row.case_id for row in surveys] == [reported]
+
+
 async def test_nps_at_most_once_per_quarter(engine: Engine, smtp: SmtpSink) -> None:
     settings = settings_for(smtp, feedback_secret=SECRET)
     shop = Shop(engine, settings, Clock(BERLIN_7AM), berlin_customer(language="en"))
@@ -382,6 +407,7 @@ async def test_nps_at_most_once_per_quarter(engine: Engine, smtp: SmtpSink) -> N
     for day, device in ((0, "pump-1"), (30, "pump-2"), (80, "pump-3"), (95, "pump-4")):
         shop.clock.now = BERLIN_7AM + day * DAY
         case_id = shop.open_case(device_id=device)
+        await shop.deliver()  # the customer is told
         shop.move(case_id, "resolved")
         smtp.clear()
         await shop.deliver()

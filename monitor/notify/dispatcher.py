@@ -55,7 +55,7 @@ from monitor.notify.channels import (
 from monitor.notify.display import publish_display_message
 from monitor.notify.email import send_email
 from monitor.notify.errors import DeliveryError
-from monitor.notify.followups import SURVEY, enqueue_due_followups
+from monitor.notify.followups import CUSTOMER_NOTIFIED, SURVEY, enqueue_due_followups
 from monitor.notify.outbox import enqueue_dead_letter_alert
 from monitor.notify.quiet_hours import quiet_until
 from monitor.notify.retry import retry_delay
@@ -447,7 +447,7 @@ class Dispatcher:
 def _sent_event(row: _Claimed) -> str:
     if row.channel not in CUSTOMER_CHANNELS:
         return "support_notified"
-    return "survey_delivered" if row.purpose == SURVEY else "customer_notified"
+    return "survey_delivered" if row.purpose == SURVEY else CUSTOMER_NOTIFIED
 
 
 def _shown_recipient(row: _Claimed) -> str:

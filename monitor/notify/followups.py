@@ -10,13 +10,14 @@ dispatcher runs :func:`enqueue_due_followups` before every delivery round.
   a ``survey_sent`` event on the case makes "one per case" hold even if the case is
   reopened and resolved again. The survey carries the NPS question (0–10) too if the
   customer was not asked in the last ``nps_interval_days`` (``Customer.nps_asked_at``).
+  Only for cases the customer knows of: one they reported, or one they were told about.
 """
 
 from __future__ import annotations
 
 import logging
 
-from sqlalchemy import exists
+from sqlalchemy import exists, or_
 from sqlmodel import Session, col, select
 
 from monitor.config import NotifySettings
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SURVEY = "survey"
 SURVEY_SENT = "survey_sent"
+CUSTOMER_NOTIFIED = "customer_notified"
 _SURVEY_CHANNELS = (EMAIL, APPRISE)
 _HOUR_S = 3600.0
 _DAY_S = 86400.0
@@ -79,8 +81,14 @@ def enqueue_due_surveys(session: Session, settings: NotifySettings, now: float) 
     surveyed = exists().where(
         col(CaseEvent.case_id) == col(Case.id), col(CaseEvent.kind) == SURVEY_SENT
     )
+    # Only customers who know of the case: they reported it, or we told them. A case support
+    # worked alone (a connectivity case) is no experience of theirs to rate.
+    told = exists().where(
+        col(CaseEvent.case_id) == col(Case.id), col(CaseEvent.kind) == CUSTOMER_NOTIFIED
+    )
     due = select(Case, Device, Customer).where(
         col(Case.status).in_(("resolved", "closed")),
+        or_(col(Case.source) == "reactive", told),
         col(Case.resolved_at).is_not(None),
         col(Case.resolved_at) <= now - settings.survey_delay_hours * _HOUR_S,
         ~surveyed,
