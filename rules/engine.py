@@ -52,6 +52,8 @@ class Cleared:
     rule: str
     problem: str
     at: float
+    resolve: bool = False
+    """The rule's ``resolve_on_clear``: its open case resolves itself."""
 
 
 RuleEvent = Alarm | Cleared
@@ -377,7 +379,9 @@ def _escalations(rule: Rule, facts: Facts, state: _RuleState) -> list[RuleEvent]
 
 
 def _cleared_event(rule: Rule, facts: Facts) -> Cleared:
-    return Cleared(facts.signals.device_id, rule.name, rule.problem, facts.signals.ts)
+    return Cleared(
+        facts.signals.device_id, rule.name, rule.problem, facts.signals.ts, rule.resolve_on_clear
+    )
 
 
 def _alarm(rule: Rule, signals: SignalSet, since: float, escalated_to: str | None = None) -> Alarm:

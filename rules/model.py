@@ -233,6 +233,9 @@ class Rule(_Node):
     escalate: list[Escalation] = Field(default_factory=list)
     suggested_action: str = ""
     actions: list[Action] = Field(default_factory=lambda: list(ACTIONS))
+    resolve_on_clear: bool = False
+    """The case the rule opened resolves itself when the rule clears (a connectivity case once
+    the device is back); otherwise it only records that it cleared and waits for support."""
 
     @field_validator("for_", mode="before")
     @classmethod

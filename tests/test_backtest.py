@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 from pathlib import Path
 
@@ -34,6 +35,18 @@ def fleet_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fleet = build_fleet(seed=11, devices=8, days=8, step=300.0, start=START, fault_share=0.5)
     write_fleet(fleet, directory / "telemetry.csv", truth=directory / "truth.json")
     return directory / "telemetry.csv"
+
+
+def write_talker_and(path: Path, other: str, days: int, *, away: tuple[float, float]) -> None:
+    """Five-minute telemetry of "talker" throughout, and of ``other`` except while away."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["device_id", "ts", "temp"])
+        for i in range(days * 288):
+            ts = START + i * 300.0
+            writer.writerow(["talker", f"{ts:.0f}", f"{20.0 + (i % 7) * 0.1:.2f}"])
+            if not away[0] <= ts < away[1]:
+                writer.writerow([other, f"{ts + 1:.0f}", f"{30.0 + (i % 5) * 0.1:.2f}"])
 
 
 def read_csv(path: Path) -> list[list[str]]:
@@ -93,14 +106,7 @@ def test_a_device_that_falls_silent_opens_a_connectivity_case_on_event_time(
     tmp_path: Path,
 ) -> None:
     telemetry = tmp_path / "telemetry.csv"
-    with telemetry.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["device_id", "ts", "temp"])
-        for i in range(3 * 288):
-            ts = START + i * 300.0
-            writer.writerow(["talker", f"{ts:.0f}", f"{20.0 + (i % 7) * 0.1:.2f}"])
-            if i < 288:
-                writer.writerow(["quitter", f"{ts + 1:.0f}", f"{30.0 + (i % 5) * 0.1:.2f}"])
+    write_talker_and(telemetry, "quitter", 3, away=(START + 86400, math.inf))
     settings = Settings(database=DatabaseSettings(url=f"sqlite:///{tmp_path}/db.sqlite"))
     cases = tmp_path / "cases.csv"
     run_backtest(telemetry, settings, load_rules(settings.rules.dir), cases)
@@ -271,3 +277,22 @@ def test_a_case_records_when_the_rule_that_opened_it_cleared(tmp_path: Path) -> 
     assert (case.status, case.opened_at) == ("open", high[0] + 900)
     assert [e.kind for e in events] == ["opened", "condition_cleared"]
     assert events[1].detail == {"rule": "pressure-high", "at": high[1]}
+
+
+def test_a_connectivity_case_resolves_itself_when_the_device_is_heard_from_again(
+    tmp_path: Path,
+) -> None:
+    telemetry = tmp_path / "telemetry.csv"
+    # Away a week: silence is checked once per batch of rows (1000 rows: three and a half
+    # days of the other device alone), and a device with a row in the batch is not silent.
+    away = (START + 86400, START + 8 * 86400)
+    write_talker_and(telemetry, "roamer", 9, away=away)
+    settings = Settings(database=DatabaseSettings(url=f"sqlite:///{tmp_path}/db.sqlite"))
+    run_backtest(telemetry, settings, load_rules(settings.rules.dir), tmp_path / "cases.csv")
+    with Session(open_database(settings.database.url)) as session:
+        [case] = session.exec(select(Case)).all()
+        events = session.exec(select(CaseEvent).where(CaseEvent.case_id == case.id)).all()
+    assert (case.device_id, case.problem, case.status) == ("roamer", "connectivity", "resolved")
+    assert [e.kind for e in events] == ["opened", "condition_cleared", "resolved"]
+    assert events[1].detail["at"] == away[1] + 1
+    assert events[2].actor == "monitor"

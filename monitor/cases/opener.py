@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from monitor.cases.lifecycle import ALLOWED, transition
 from monitor.cases.noise.base import Suppressed
 from monitor.cases.plot import NothingToPlotError, render_case_plot
 from monitor.config import NotifySettings
@@ -114,8 +115,8 @@ class CaseOpener:
 
     def record_cleared(self, session: Session, cleared: list[Cleared]) -> int:
         """Note on each open case that the rule which opened it has cleared (the device is
-        back within the rule's clear condition); the case stays open for support to close.
-        Returns how many cases were noted."""
+        back within the rule's clear condition). The case stays open for support to close,
+        unless the rule resolves its cases on clearing. Returns how many cases were noted."""
         noted = 0
         for event in cleared:
             case = session.exec(
@@ -136,6 +137,15 @@ class CaseOpener:
                     detail={"rule": event.rule, "at": event.at},
                 )
             )
+            if event.resolve and "resolved" in ALLOWED.get(case.status, frozenset()):
+                transition(
+                    session,
+                    case,
+                    "resolved",
+                    actor="monitor",
+                    at=self._clock(),
+                    detail={"rule": event.rule, "reason": "condition cleared"},
+                )
             noted += 1
         return noted
 
