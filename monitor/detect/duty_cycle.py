@@ -126,6 +126,9 @@ class DutyCycle:
                 self.standby = name
                 # Its first-day minimum is its zero: a standby metric found this way is kept.
                 self._stats[name] = [0.0, 0.0, seen[0], 0.0]
+                # What was learned so far may mix running and standby (a charger with no car
+                # all its first day): learn again, per state.
+                self.rescaled = True
 
     def _rescale(self, stats: list[float], magnitude: float) -> float:
         """The duty metric's full scale after this reading: a spike is one reading, a real
