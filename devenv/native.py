@@ -9,12 +9,10 @@ Exits non-zero if compiling fails; the monitor then runs the Python source, only
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
 import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 from mypyc.build import mypycify
 from setuptools import setup
@@ -22,15 +20,10 @@ from setuptools import setup
 from monitor.detect import native
 
 
-def compiled_files() -> list[Path]:
-    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-    return [p for p in native.HERE.iterdir() if p.name.endswith(suffixes)]
-
-
 def compile_detection() -> None:
     # Unlinked, not overwritten: a process that has the old copies loaded keeps its own.
     native.STAMP.unlink(missing_ok=True)
-    for path in compiled_files():
+    for path in native.compiled_files():
         path.unlink()
     sources = native.compiled_sources()
     with tempfile.TemporaryDirectory(prefix="mypyc-") as build, warnings.catch_warnings():

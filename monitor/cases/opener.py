@@ -119,20 +119,14 @@ class CaseOpener:
         unless the rule resolves its cases on clearing. Returns how many cases were noted."""
         noted = 0
         for event in cleared:
-            case = session.exec(
-                select(Case).where(
-                    Case.device_id == event.device_id,
-                    Case.problem == event.problem,
-                    Case.rule == event.rule,
-                    col(Case.status).in_(OPEN_CASE_STATUSES),
-                )
-            ).first()
-            if case is None or case.id is None:
+            case = _open_case(session, event.device_id, event.problem)
+            if case is None or case.id is None or case.rule != event.rule:
                 continue
+            now = self._clock()
             session.add(
                 CaseEvent(
                     case_id=case.id,
-                    at_wall=self._clock(),
+                    at_wall=now,
                     kind="condition_cleared",
                     detail={"rule": event.rule, "at": event.at},
                 )
@@ -143,14 +137,14 @@ class CaseOpener:
                     case,
                     "resolved",
                     actor="monitor",
-                    at=self._clock(),
+                    at=now,
                     detail={"rule": event.rule, "reason": "condition cleared"},
                 )
             noted += 1
         return noted
 
     def _open(self, session: Session, alarm: Alarm) -> Case | None:
-        if _open_case_exists(session, alarm.device_id, alarm.problem):
+        if _open_case(session, alarm.device_id, alarm.problem) is not None:
             return None
         now = self._clock()
         case = Case(
@@ -209,24 +203,20 @@ def _plot_or_none(case: Case) -> bytes | None:
         return None
 
 
-def _open_case_exists(session: Session, device_id: str, problem: str) -> bool:
-    query = select(Case.id).where(
+def _open_case(session: Session, device_id: str, problem: str) -> Case | None:
+    """The device's open case for the problem (at most one: the database sees to it)."""
+    query = select(Case).where(
         Case.device_id == device_id,
         Case.problem == problem,
         col(Case.status).in_(OPEN_CASE_STATUSES),
     )
-    return session.exec(query).first() is not None
+    return session.exec(query).first()
 
 
 def escalate(session: Session, alarm: Alarm, now: float) -> Escalation | None:
     """Raise the open case of the alarm's device and problem to the alarm's severity
     (None if there is no open case, or it is already as severe)."""
-    query = select(Case).where(
-        Case.device_id == alarm.device_id,
-        Case.problem == alarm.problem,
-        col(Case.status).in_(OPEN_CASE_STATUSES),
-    )
-    case = session.exec(query).first()
+    case = _open_case(session, alarm.device_id, alarm.problem)
     if case is None or case.id is None:
         return None
     if SEVERITY_RANK.get(alarm.severity, 0) <= SEVERITY_RANK.get(case.severity, 0):

@@ -40,9 +40,10 @@ def digest(sources: Sequence[Path]) -> str:
     return sha.hexdigest()
 
 
-def has_compiled_copy(sources: Sequence[Path]) -> bool:
-    suffixes = importlib.machinery.EXTENSION_SUFFIXES
-    return any(source.with_suffix(suffix).exists() for source in sources for suffix in suffixes)
+def compiled_files() -> list[Path]:
+    """The compiled modules (and their shared library) beside the sources."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    return [p for p in HERE.iterdir() if p.name.endswith(suffixes)]
 
 
 def choose(stamp: str | None, current: str, compiled: bool, env: str | None) -> tuple[bool, str]:
@@ -78,7 +79,7 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
 def _select() -> tuple[bool, str]:
     sources = compiled_sources()
     stamp = STAMP.read_text().strip() if STAMP.is_file() else None
-    compiled, env = has_compiled_copy(sources), os.getenv("MONITOR_NATIVE")
+    compiled, env = bool(compiled_files()), os.getenv("MONITOR_NATIVE")
     use, why = choose(stamp, digest(sources), compiled, env)
     if not use:
         sys.meta_path.insert(0, _SourceFinder())
