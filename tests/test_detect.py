@@ -243,3 +243,22 @@ def test_a_device_without_a_duty_metric_that_stops_has_its_power_as_its_standby_
     for _ in range(5):
         battery.observe({"current_a": 0.0, "soc": 70.0})
     assert battery.standby == "soc"
+
+
+def test_one_reading_above_the_full_scale_does_not_make_every_later_run_a_part_load() -> None:
+    # A charger at its full 32 A, then one spike of 46 A (well within "three times the largest
+    # so far", so not refused as a spike outright). Taken for the full scale, every later
+    # session would read as 69 % load and be judged against a profile learned at 100 %.
+    duty = DutyCycle(decide_after=100)
+    for i in range(100):
+        duty.observe({"current_a": 32.0 if i % 3 == 0 else 0.0})
+    assert duty.metric == "current_a"
+    duty.observe({"current_a": 46.0})
+    duty.observe({"current_a": 32.0})
+    assert duty.fraction == 1.0
+    # A larger full scale that lasts (a heat pump's winter power) is followed: from the
+    # third reading in a row above it, at the smallest of them.
+    for amps in (40.0, 41.0, 40.5):
+        duty.observe({"current_a": amps})
+    duty.observe({"current_a": 40.0})
+    assert duty.fraction == 1.0

@@ -41,6 +41,8 @@ class DutyCycle:
     __slots__ = (
         "_above",
         "_decide_after",
+        "_higher",
+        "_higher_min",
         "_idle",
         "_stats",
         "decided",
@@ -67,6 +69,9 @@ class DutyCycle:
         """The duty metric's latest reading as a share of its full scale: how hard the
         device works (a charger at 16 A of 32 A: 0.5)."""
         self._above = 0
+        self._higher = 0
+        self._higher_min = 0.0
+        """Readings in a row above the full scale (up to a spike), and the smallest of them."""
         self._idle: dict[str, list[float]] = {}
         """On a device without a duty metric: per never-negative metric, its full scale and
         how many readings in a row it has been near zero."""
@@ -133,10 +138,21 @@ class DutyCycle:
     def _rescale(self, stats: list[float], magnitude: float) -> float:
         """The duty metric's full scale after this reading: a spike is one reading, a real
         full scale beyond what was seen (the first car) lasts."""
-        scale = _follow_scale(stats, magnitude)
-        if magnitude <= _SPIKE * scale:
-            self._above = 0
+        scale = stats[2]
+        if magnitude <= scale:
+            self._above = self._higher = 0
             return scale
+        if magnitude <= _SPIKE * scale:
+            # Above anything seen, but not by much: a real full scale (a winter's power on a
+            # heat pump decided on a mild day) lasts. One spike taken for it would read every
+            # later run as a part load: a charger's full current as 69 %.
+            self._above = 0
+            self._higher += 1
+            self._higher_min = magnitude if self._higher == 1 else min(self._higher_min, magnitude)
+            if self._higher >= _SUSTAINED:
+                stats[2] = self._higher_min
+                self._higher = 0
+            return stats[2]
         self._above += 1
         if self._above < _SUSTAINED:
             return scale
