@@ -390,6 +390,22 @@ def test_peers_moving_the_other_way_do_not_make_a_device_worse() -> None:
     assert -5.0 < shared < 0.0
 
 
+def test_a_device_without_operating_states_is_compared_with_its_twins_that_have_them() -> None:
+    # Five batteries of one model found an on/off metric in their first day, the sixth did not:
+    # its cell temperature is tracked without a state, theirs per state. A warm front lifts
+    # all six by 4 °C; the sixth must not stand out for lack of peers in its own key.
+    peers = FleetPeers(min_peers=5)
+    adjusted = 0.0
+    for ts in (0.0, 300.0):
+        for i in range(5):
+            state = "on" if i % 2 else "off"
+            peers.adjust("HB", f"cell_temp|{state}", f"twin{i}", 4.0 + 0.1 * i, ts)
+        adjusted = peers.adjust("HB", "cell_temp", "stateless", 4.0, ts)
+    assert abs(adjusted) < 0.5
+    # The states keep their own peers: three running twins are too few to compare with.
+    assert peers.adjust("HB", "cell_temp|on", "twin1", 9.0, 600.0) == 9.0
+
+
 def _charger(
     resistance: float, swings: list[float]
 ) -> Callable[[float, random.Random], dict[str, float]]:

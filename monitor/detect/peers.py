@@ -8,7 +8,9 @@ metric's own units, since a warm front moves every device by the same degrees, n
 number of each device's spreads. A fleet-wide move cancels out; a move that scatters the fleet
 widely (weather hits each house differently) needs a larger excursion; one device drifting
 away from calm peers stands out. Only peers heard from recently take part, so devices that are
-off or silent do not anchor the comparison.
+off or silent do not anchor the comparison. Peers are kept per metric and operating state, and
+per metric across states, so that a device without states still has peers among its twins
+that have them.
 """
 
 from __future__ import annotations
@@ -67,19 +69,16 @@ class FleetPeers:
         baseline and few for one with a loose baseline. Without enough recent peers the
         deviation is returned as it is.
         """
-        group = self._groups.get((model, metric))
-        if group is None:
-            group = self._groups[(model, metric)] = _Peers()
         # Written out without max/min/abs calls: this runs for every metric of every message.
         own = deviation * scale
-        latest = group.latest
-        latest[device_id] = (own, ts)
-        group.stale += 1
-        # Recomputing once per fleet round keeps the cost per message constant (and small: a
-        # median over the peers for every message was a tenth of detection's cost); the
-        # sustained deviations it compares move slowly, so a round-old median is current.
-        if group.stale >= len(latest):
-            self._recompute(group, ts)
+        group = self._record(model, metric, device_id, own, ts)
+        base, state, _ = metric.partition("|")
+        if state:
+            # Devices of one model need not share their operating states: one battery found
+            # an on/off metric in its first day, its twin did not. The twin without states is
+            # compared with every state of the others (a warm front moves the metric in each
+            # by the same degrees); the states themselves keep their own peers.
+            self._record(model, base, device_id, own, ts)
         median = group.median
         if math.isnan(median):  # too few recent peers
             return deviation
@@ -95,9 +94,23 @@ class FleetPeers:
         # failing device cannot hide itself by raising the fleet's typical swing.
         size = relative if relative >= 0.0 else -relative
         swing = group.swing
-        swing += ((size if size < _CLIP else _CLIP) - swing) / (_MEMORY_ROUNDS * len(latest))
+        swing += ((size if size < _CLIP else _CLIP) - swing) / (_MEMORY_ROUNDS * len(group.latest))
         group.swing = swing
         return relative if swing <= _TYPICAL else relative * _TYPICAL / swing
+
+    def _record(self, model: str, metric: str, device_id: str, own: float, ts: float) -> _Peers:
+        group = self._groups.get((model, metric))
+        if group is None:
+            group = self._groups[(model, metric)] = _Peers()
+        latest = group.latest
+        latest[device_id] = (own, ts)
+        group.stale += 1
+        # Recomputing once per fleet round keeps the cost per message constant (and small: a
+        # median over the peers for every message was a tenth of detection's cost); the
+        # sustained deviations it compares move slowly, so a round-old median is current.
+        if group.stale >= len(latest):
+            self._recompute(group, ts)
+        return group
 
     def _recompute(self, group: _Peers, now: float) -> None:
         group.stale = 0
