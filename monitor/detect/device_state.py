@@ -302,17 +302,27 @@ class DeviceState:
         baseline.learn_one(value - why.total, ts)
 
     def _carried(self, name: str, ts: float) -> float:
-        """The metric's offset while the device was last off, fading with time: a connector
-        that stood 4 °C warmer than usual before the car came is expected 4 °C warmer
-        while charging."""
+        """What the surroundings explain while running: on a device that is mostly off, its
+        off state's daily cycle at this hour, plus the metric's offset while the device was last
+        off, fading with time: a connector that stood 4 °C warmer than usual before the car
+        came is expected 4 °C warmer while charging."""
+        usual = 0.0
+        if self.duty.mostly_off():
+            # The surroundings' daily cycle, from the state that sees most hours of most days:
+            # a charger's running hours are a handful of sessions, each on its own day's
+            # weather. (A battery is the other way round: its off state is the sparse one.)
+            # The cycle only, not the off state's level: the running level is the running
+            # state's own, and it would jump when the off state's baseline warms up.
+            off = self.trackers.get(_names(name, "off")[0])
+            usual = off.baseline.daily(ts) if off is not None else 0.0
         seen = self.ambient.get(name)
         if seen is None:
-            return 0.0
+            return usual
         *last, at = seen
         # The median of the last three: one spike while off must not follow the device into
         # its next run.
         residual = sorted(last)[1]
-        return residual * math.exp(-_LN2 * (ts - at) / _AMBIENT_HALFLIFE_S)
+        return usual + residual * math.exp(-_LN2 * (ts - at) / _AMBIENT_HALFLIFE_S)
 
     def _remember_ambient(self, name: str, residual: float, ts: float) -> None:
         seen = self.ambient.get(name)

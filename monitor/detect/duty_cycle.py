@@ -24,6 +24,8 @@ _NEAR_ZERO = 0.02
 """A reading within 2 % of the metric's largest magnitude counts as zero ("off")."""
 _SWITCH_ON = 0.05
 """An "off" device counts as started only above 5 % of the full scale."""
+_MOSTLY = 0.5
+"""Share of the decision's samples off from which a device is mostly off."""
 _SPIKE = 3.0
 _SUSTAINED = 3
 """Readings in a row above the spike limit that make a new full scale, not a spike."""
@@ -103,6 +105,14 @@ class DutyCycle:
             scale = _follow_scale(self._stats[self.standby], magnitude)
             self.state = "off" if magnitude <= _SWITCH_ON * scale else ""
         return self.state
+
+    def mostly_off(self) -> bool:
+        """Whether the device was off at least half the time its on/off decision watched (a
+        charger, a pump; not a battery)."""
+        if self.metric is None:
+            return False
+        zeros, total, *_ = self._stats[self.metric]
+        return total > 0 and zeros >= _MOSTLY * total
 
     def _watch_stops(self, metrics: dict[str, float]) -> None:
         """Make a metric seen stopping the standby metric: a heat pump that ran all its first

@@ -86,6 +86,10 @@ class SeasonalBaseline:
     def expected(self, ts: float) -> float:
         return self.level + self.season[int(ts % 86400.0) // 3600]
 
+    def daily(self, ts: float) -> float:
+        """The hour-of-day profile's offset at ``ts``, without the level."""
+        return self.season[int(ts % 86400.0) // 3600]
+
     def score_one(self, value: float, ts: float) -> float:
         if self.n == 0:
             return 0.0
