@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from monitor import native
 from monitor.backtest import run_backtest
 from monitor.config import DatabaseSettings, Settings
-from monitor.detect import DetectStage, native
+from monitor.detect import DetectStage
 from monitor.ingest import Telemetry
 from rules import RuleEngine, load_rules
 from simulators.files import write_fleet
@@ -219,7 +220,7 @@ def measure_speed(seed: int, devices: int, days: float) -> None:
     print(
         f"\ndetection + rules in process: {len(messages):,} messages in {elapsed:.1f} s = "
         f"{elapsed / len(messages) * 1e6:.1f} µs/message (one core; the machine is shared; "
-        f"detection {how})"
+        f"detection and rules {how})"
     )
     print(
         f"checkpointed state per device: median {sizes[len(sizes) // 2]:,} B, "

@@ -1,8 +1,9 @@
-"""Compiles the detection package with mypyc, in place: ``python -m devenv.native [--if-stale]``.
+"""Compiles detection and the rules engine with mypyc, in place: ``python -m devenv.native
+[--if-stale]``.
 
-Detection is most of the daemon's cost per message; compiled, it takes about half the time.
-The compiled modules sit beside their sources and ``monitor/detect/native.stamp`` records the
-sources' digest, so that :mod:`monitor.detect.native` runs the source instead once they change.
+They are most of the daemon's cost per message; compiled, they take about half the time.
+The compiled modules sit beside their sources and ``monitor/native.stamp`` records the
+sources' digest, so that :mod:`monitor.native` runs the source instead once they change.
 Exits non-zero if compiling fails; the monitor then runs the Python source, only slower.
 """
 
@@ -17,10 +18,10 @@ from collections.abc import Sequence
 from mypyc.build import mypycify
 from setuptools import setup
 
-from monitor.detect import native
+from monitor import native
 
 
-def compile_detection() -> None:
+def compile_native() -> None:
     # Unlinked, not overwritten: a process that has the old copies loaded keeps its own.
     native.STAMP.unlink(missing_ok=True)
     for path in native.compiled_files():
@@ -29,13 +30,10 @@ def compile_detection() -> None:
     with tempfile.TemporaryDirectory(prefix="mypyc-") as build, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # setuptools' notes on pyproject.toml, not ours
         setup(
-            name="monitor-detect-native",
-            # One group, so that calls between the modules stay native; named inside the
-            # package, so that its shared library is found wherever the package is.
+            name="monitor-native",
+            # One group, so that calls between the modules stay native.
             ext_modules=mypycify(
-                [str(s) for s in sources],
-                target_dir=build,
-                group_name=f"{native.PACKAGE}.compiled",
+                [str(s) for s in sources], target_dir=build, group_name=native.GROUP
             ),
             script_args=[
                 *("-q", "build_ext", "--inplace"),
@@ -54,11 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.if_stale and native.COMPILED:
         return 0
     try:
-        compile_detection()
+        compile_native()
     except (SystemExit, Exception) as exc:  # setuptools reports a failed build by exiting
         print(f"devenv.native: compiling failed ({exc}); the source runs", file=sys.stderr)
         return 1
-    print(f"devenv.native: compiled {len(native.compiled_sources())} detection modules")
+    print(f"devenv.native: compiled {len(native.compiled_sources())} modules")
     return 0
 
 

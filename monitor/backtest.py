@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from monitor.config import Settings
 from monitor.detect import SignalSet
+from monitor.heap import QuietCollector
 from monitor.ingest import Message, ParsedMessage, RawMessage
 from monitor.pipeline import Pipeline
 from monitor.store import Case, open_database
@@ -73,7 +74,9 @@ def run_backtest(
     pipeline = Pipeline(settings, engine, rules, notify=False, event_clock=True)
     prefix = settings.mqtt.topic_prefix
     rows = accepted = 0
+    collector = QuietCollector()
     with contextlib.ExitStack() as stack:
+        stack.callback(collector.release)
         scores = None
         if scores_out is not None:
             scores = csv.writer(stack.enter_context(scores_out.open("w", newline="")))
@@ -82,6 +85,7 @@ def run_backtest(
         for batch in _batches(_messages(telemetry, prefix)):
             work = pipeline.compute([message for _, _, message in batch])
             pipeline.commit(work)
+            collector.between_batches()
             rows += len(batch)
             accepted += len(work.admitted.telemetry)
             if scores is None:

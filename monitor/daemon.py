@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 
 _DB_RETRY_MAX_S = 30.0
 _SERVICE_REPORT_EVERY_S = 60.0
-_FREEZE_EVERY_S = 10.0
-_FULL_COLLECTION_EVERY_S = 3600.0
 
 
 class Daemon:
@@ -49,7 +47,7 @@ class Daemon:
         self.dispatcher = Dispatcher(self.engine, settings.notify, mqtt=settings.mqtt)
         self.watcher = RuleWatcher(settings.rules.dir, self.rules)
         self._new_rules: list[Rule] | None = None
-        self._collector = QuietCollector(_FREEZE_EVERY_S, _FULL_COLLECTION_EVERY_S)
+        self._collector = QuietCollector()
         self._stop = asyncio.Event()
 
     def stop(self) -> None:

@@ -1,5 +1,7 @@
 """The rules engine: YAML rules over detection signals, and the shipped rule files."""
 
+# First: it decides whether the engine loads compiled or from source.
+from monitor import native
 from rules.engine import Alarm, Cleared, RuleEngine, holds
 from rules.loader import RuleFileError, load_rule_file, load_rules
 from rules.model import Rule
@@ -13,4 +15,5 @@ __all__ = [
     "holds",
     "load_rule_file",
     "load_rules",
+    "native",
 ]

@@ -79,11 +79,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     echo "$wanted" >"$stamp"
 fi
 
-# Detection compiled with mypyc runs in about half the time per message. Without a working C
-# compiler it runs from source: slower, the same results.
+# Detection and the rules engine compiled with mypyc run in about half the time per message.
+# Without a working C compiler they run from source: slower, the same results.
 log=.venv/.bootstrap-native.log
 if .venv/bin/python -m devenv.native --if-stale >"$log" 2>&1; then
     sed -n 's/^devenv.native: /bootstrap: /p' "$log"
 else
-    say "compiling detection failed (see $log); it runs from source, slower"
+    say "compiling detection and rules failed (see $log); they run from source, slower"
 fi

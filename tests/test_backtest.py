@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import math
 import random
@@ -174,6 +175,15 @@ def test_a_replay_leaves_the_live_latency_histograms_alone(fleet_csv: Path, tmp_
     result = run_backtest(fleet_csv, settings, load_rules(settings.rules.dir), tmp_path / "c.csv")
     assert result.accepted > 0
     assert observed() == before
+
+
+def test_a_replay_leaves_nothing_frozen_from_the_collector(fleet_csv: Path, tmp_path: Path) -> None:
+    # The replay freezes its growing state to keep full passes short; a caller that goes on
+    # (the evaluation bench replays seed after seed) must get it back collectable.
+    gc.unfreeze()
+    settings = Settings(database=DatabaseSettings(url=f"sqlite:///{tmp_path}/replay.db"))
+    run_backtest(fleet_csv, settings, load_rules(settings.rules.dir), tmp_path / "c.csv")
+    assert gc.get_freeze_count() == 0
 
 
 def test_wide_csv_cells_become_the_payload_the_device_would_send(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Detection: per-device learned baselines turn telemetry into signals for the rules."""
 
 # First: it decides whether the modules below load compiled or from source.
-from monitor.detect import native
+from monitor import native
 from monitor.detect.base import Detector, MetricSignal, SignalSet
 from monitor.detect.stage import DetectStage
 
