@@ -128,21 +128,29 @@ def _event(
     return event
 
 
+def open_case(
+    session: Session, device_id: str, problem: str, *, besides: int | None = None
+) -> Case | None:
+    """The device's open case for the problem, other than case ``besides`` (at most one: the
+    database sees to it)."""
+    query = select(Case).where(
+        Case.device_id == device_id,
+        Case.problem == problem,
+        col(Case.status).in_(OPEN_CASE_STATUSES),
+    )
+    if besides is not None:
+        query = query.where(Case.id != besides)
+    return session.exec(query).first()
+
+
 def _refuse_second_open_case(session: Session, case: Case) -> None:
     # Reopening is refused, not merged, when another case is already open for the device and
     # problem: merging would rewrite one of the two histories; the people on the open case
     # carry on there (and can note the old case's id).
-    other = session.exec(
-        select(Case.id).where(
-            Case.device_id == case.device_id,
-            Case.problem == case.problem,
-            Case.id != case.id,
-            col(Case.status).in_(OPEN_CASE_STATUSES),
-        )
-    ).first()
+    other = open_case(session, case.device_id, case.problem, besides=case.id)
     if other is not None:
         raise TransitionError(
-            f"case {case.id} cannot be reopened: case {other} is already open for device "
+            f"case {case.id} cannot be reopened: case {other.id} is already open for device "
             f"{case.device_id!r} and problem {case.problem!r}; add a note there instead"
         )
 

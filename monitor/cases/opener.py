@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from monitor.cases.lifecycle import ALLOWED, transition
+from monitor.cases.lifecycle import ALLOWED, open_case, transition
 from monitor.cases.noise.base import Suppressed
 from monitor.cases.plot import NothingToPlotError, render_case_plot
 from monitor.config import NotifySettings
@@ -23,7 +23,7 @@ from monitor.notify.escalation import customer_must_hear, enqueue_case_escalated
 from monitor.notify.outbox import enqueue_case_opened
 from monitor.notify.support import enqueue_incident_opened
 from monitor.store import Case, CaseEvent, Customer, Device
-from monitor.store.models import OPEN_CASE_STATUSES, FleetIncident
+from monitor.store.models import FleetIncident
 from rules.engine import Alarm, Cleared
 from rules.model import SEVERITY_RANK
 
@@ -119,7 +119,7 @@ class CaseOpener:
         unless the rule resolves its cases on clearing. Returns how many cases were noted."""
         noted = 0
         for event in cleared:
-            case = _open_case(session, event.device_id, event.problem)
+            case = open_case(session, event.device_id, event.problem)
             if case is None or case.id is None or case.rule != event.rule:
                 continue
             now = self._clock()
@@ -144,7 +144,7 @@ class CaseOpener:
         return noted
 
     def _open(self, session: Session, alarm: Alarm) -> Case | None:
-        if _open_case(session, alarm.device_id, alarm.problem) is not None:
+        if open_case(session, alarm.device_id, alarm.problem) is not None:
             return None
         now = self._clock()
         case = Case(
@@ -203,20 +203,10 @@ def _plot_or_none(case: Case) -> bytes | None:
         return None
 
 
-def _open_case(session: Session, device_id: str, problem: str) -> Case | None:
-    """The device's open case for the problem (at most one: the database sees to it)."""
-    query = select(Case).where(
-        Case.device_id == device_id,
-        Case.problem == problem,
-        col(Case.status).in_(OPEN_CASE_STATUSES),
-    )
-    return session.exec(query).first()
-
-
 def escalate(session: Session, alarm: Alarm, now: float) -> Escalation | None:
     """Raise the open case of the alarm's device and problem to the alarm's severity
     (None if there is no open case, or it is already as severe)."""
-    case = _open_case(session, alarm.device_id, alarm.problem)
+    case = open_case(session, alarm.device_id, alarm.problem)
     if case is None or case.id is None:
         return None
     if SEVERITY_RANK.get(alarm.severity, 0) <= SEVERITY_RANK.get(case.severity, 0):

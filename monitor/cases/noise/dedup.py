@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from sqlmodel import col, select
-
+from monitor.cases.lifecycle import open_case
 from monitor.cases.noise.base import BatchContext, Verdict
-from monitor.store import Case
-from monitor.store.models import OPEN_CASE_STATUSES
 from rules.engine import Alarm
 
 
@@ -16,11 +13,5 @@ class Dedup:
     def judge(self, ctx: BatchContext, alarm: Alarm) -> Verdict | None:
         if (alarm.device_id, alarm.problem) in ctx.passed:
             return Verdict(self.name, {"same_batch": True})
-        case_id = ctx.session.exec(
-            select(Case.id).where(
-                Case.device_id == alarm.device_id,
-                Case.problem == alarm.problem,
-                col(Case.status).in_(OPEN_CASE_STATUSES),
-            )
-        ).first()
-        return None if case_id is None else Verdict(self.name, {"case_id": case_id})
+        case = open_case(ctx.session, alarm.device_id, alarm.problem)
+        return None if case is None else Verdict(self.name, {"case_id": case.id})
