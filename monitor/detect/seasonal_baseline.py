@@ -84,7 +84,7 @@ class SeasonalBaseline:
         return self._warmup
 
     def expected(self, ts: float) -> float:
-        return self.level + self.season[int(ts % 86400.0) // 3600]
+        return self.level + self.daily(ts)
 
     def daily(self, ts: float) -> float:
         """The hour-of-day profile's offset at ``ts``, without the level."""
