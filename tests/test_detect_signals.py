@@ -442,3 +442,46 @@ def test_a_running_metric_is_explained_by_the_load_and_the_surroundings_before_t
     # one weather front.
     worn = feed(stage, "ev", 3 * DAY, _charger(12.0, swings), rng, t0=14.5 * DAY)
     assert max(s.value("signed_deviation", running) or 0.0 for s in worn) > 4.0
+
+
+def _adjusted_against_cold_peers(own: float) -> float:
+    peers = FleetPeers(min_peers=5)
+    for ts in (0.0, 300.0):
+        for i in range(5):
+            peers.adjust("EC", "connector", f"cold{i}", -2.0 - 0.1 * i, ts)
+    return peers.adjust("EC", "connector", "device", own, 600.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(own=st.floats(min_value=-6.0, max_value=6.0))
+def test_a_peer_adjusted_deviation_moves_as_little_as_the_device_does(own: float) -> None:
+    # Peers 2 °C cold; the device's own deviation moves by a hundredth of a spread. Its
+    # adjusted deviation may move by that, magnified by calm peers, but never jump: taking
+    # the peers' whole median off as soon as the device crossed zero made a charger whose
+    # connector went from +0.02 to -0.07 read 2.8 spreads hot.
+    step = 0.01
+    jump = abs(_adjusted_against_cold_peers(own + step) - _adjusted_against_cold_peers(own))
+    assert jump <= step / MIN_SPREAD + 1e-9
+
+
+def test_a_baseline_two_spreads_off_its_calm_peers_keeps_learning() -> None:
+    # Six calm sensors; after learning, one reads two of its own spreads high
+    # (a remounted sensor). Its calm peers magnify that beyond the hold threshold, which
+    # must not freeze its baseline for good: judged in its own spreads it may keep learning,
+    # and its deviation fades as the baseline follows.
+    stage = DetectStage(DetectSettings(min_peers=5, learning_hours=24.0))
+    rng = random.Random(5)
+    offset_at = 2 * DAY
+    deviations: list[float] = []
+    for i in range(int(8 * DAY / STEP)):
+        ts = i * STEP
+        for d in range(6):
+            offset = 1.0 if d == 0 and ts >= offset_at else 0.0
+            value = 20.0 + offset + rng.gauss(0, 0.5)
+            (signals,) = stage.run([Telemetry(f"s{d}", ts + d, {"t": value}, model="S")])
+            if d == 0 and ts >= offset_at:
+                deviations.append(signals.metrics["t"].deviation)
+    day = int(DAY / STEP)
+    first_day, last_day = deviations[:day], deviations[-day:]
+    assert max(first_day) > DetectSettings().hold_z
+    assert sum(last_day) / len(last_day) < 0.5 * sum(first_day[-day // 2 :]) / (day // 2)

@@ -206,13 +206,17 @@ class DeviceState:
             )
             tracker.smoothed = smoothed
             tracker.last_ts = ts
-            deviation = 0.0
+            deviation = steady = 0.0
             learning = ts - tracker.first_ts < learning_s
             # The surroundings are context, not health: a cold week is not the device's fault.
             if warm and (tracker.prior or not learning) and name != ctx_name:
                 deviation = peers.adjust(
                     self.group, key, device_id, smoothed, ts, scale=baseline.floor_scale()
                 )
+                # Calm peers magnify a deviation to catch a drift early, but whether the
+                # baseline may keep learning is judged in the device's own spreads: a level
+                # a spread off its calm peers' must not freeze the baseline for good.
+                steady = deviation / peers.gain
                 if self.bucket_s:
                     sums = tracker.sums
                     if int(ts // self.bucket_s) != tracker.bucket:
@@ -228,7 +232,7 @@ class DeviceState:
             # Hold the baseline while the metric is far off, or drifting steadily away: a slow
             # fault must not become normal. Not while still learning, though: the first days
             # must see every operating state.
-            if learning or (-hold_z < deviation < hold_z and tracker.failure_at is None):
+            if learning or (-hold_z < steady < hold_z and tracker.failure_at is None):
                 self._learn(tracker, value, ts, why)
             if state == "off" and warm and load_metric is not None:
                 self._remember_ambient(name, value - why.weather - baseline.expected(ts), ts)

@@ -7,10 +7,12 @@ the peers themselves scatter right now (a robust spread, with a floor). Both are
 metric's own units, since a warm front moves every device by the same degrees, not by the same
 number of each device's spreads. A fleet-wide move cancels out; a move that scatters the fleet
 widely (weather hits each house differently) needs a larger excursion; one device drifting
-away from calm peers stands out. Only peers heard from recently take part, so devices that are
-off or silent do not anchor the comparison. Peers are kept per metric and operating state, and
-per metric across states, so that a device without states still has peers among its twins
-that have them.
+away from calm peers stands out, magnified (down to :data:`MIN_SPREAD` of its own spread) so
+that it is seen early. Whether its baseline may keep learning is judged without that
+magnification (:attr:`FleetPeers.gain`). Only peers heard from recently take part, so
+devices that are off or silent do not anchor the comparison. Peers are kept per metric and
+operating state, and per metric across states, so that a device without states still has
+peers among its twins that have them.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class FleetPeers:
     def __init__(self, min_peers: int) -> None:
         self._min_peers = min_peers
         self._groups: dict[tuple[str, str], _Peers] = {}
+        self.gain = 1.0
+        """How many times the last :meth:`adjust` magnified the deviation because its peers
+        scatter less than the device's own spread (1 when they do not)."""
 
     def adjust(
         self,
@@ -80,14 +85,25 @@ class FleetPeers:
             # by the same degrees); the states themselves keep their own peers.
             self._record(model, base, device_id, own, ts)
         median = group.median
+        self.gain = 1.0
         if math.isnan(median):  # too few recent peers
             return deviation
         # Peers explain away what they share, but moving the other way they do not make a
         # device worse: a few chargers running at once in a cold snap, all colder than usual,
-        # made the one whose surroundings were already explained look hot against them.
-        shared = median if own * median > 0 else 0.0
+        # made the one whose surroundings were already explained look hot against them. So
+        # they explain at most the device's own move: taking off all of theirs or none as
+        # the device crossed zero made its deviation jump by their whole median at once.
+        if own * median <= 0:
+            shared = 0.0
+        elif median > 0:
+            shared = median if median < own else own
+        else:
+            shared = median if median > own else own
         floor, spread = MIN_SPREAD * scale, group.spread
-        relative = (own - shared) / (spread if spread > floor else floor)
+        divisor = spread if spread > floor else floor
+        if divisor < scale:
+            self.gain = scale / divisor
+        relative = (own - shared) / divisor
         # Some metrics swing far from their baseline as a matter of course (a battery's charge
         # on a cloudy week, a charger's sessions): the whole model's typical swing says how
         # much, and such a metric must move correspondingly further to count. Clipped, so one
