@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from prometheus_client import REGISTRY
 from sqlmodel import Session, select
@@ -251,7 +250,7 @@ def test_one_hot_device_in_a_fleet_gets_its_own_case(sqlite_url: str) -> None:
     add_devices(sqlite_url, 8)
     noise = NoiseControl(NoiseSettings(), RuleEngine([HOT]))
     see(noise, [reading("d0", 70.0)] + [reading(f"d{i}", 40.0) for i in range(1, 8)])
-    see(noise, [replace(reading("d1", 70.0), ts=T0 - 3 * 3600)])  # long ago: not together
+    see(noise, [reading("d1", 70.0, at=T0 - 3 * 3600)])  # long ago: not together
     cases, reasons = run(sqlite_url, [alarm("d0")], noise=noise)
     assert ([c.device_id for c in cases], reasons) == (["d0"], [])
 

@@ -8,9 +8,9 @@ learned state. Per-device state is plain data, so it can be checkpointed and res
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, Final, Protocol
 
 SIGNAL_NAMES: dict[str, str] = {
     "deviation": "sustained deviation from the device's own baseline, peer-adjusted, in robust "
@@ -63,34 +63,81 @@ class Detector(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+_NO_SIGNALS: Final[Mapping[str, float]] = MappingProxyType({})
+"""The default of no further signals: one shared, read-only empty mapping."""
+
+
 class MetricSignal:
     """What detection found for one metric of one message: the evidence a case quotes."""
 
-    observed: float
-    expected: float
-    deviation: float
-    """Sustained deviation: smoothed, peer-adjusted, in robust standard units."""
-    extra: Mapping[str, float] = field(default_factory=dict)
-    """Further per-metric signals by name (see :data:`SIGNAL_NAMES`)."""
+    # Not frozen dataclasses (this and SignalSet): several are made for every message, and
+    # compiled, a dataclass keeps its generated (Python) __init__. Final keeps them as
+    # read-only as frozen did.
+    def __init__(
+        self,
+        observed: float,
+        expected: float,
+        deviation: float,
+        extra: Mapping[str, float] = _NO_SIGNALS,
+    ) -> None:
+        self.observed: Final = observed
+        self.expected: Final = expected
+        self.deviation: Final = deviation
+        """Sustained deviation: smoothed, peer-adjusted, in robust standard units."""
+        self.extra: Final = extra
+        """Further per-metric signals by name (see :data:`SIGNAL_NAMES`)."""
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.observed, self.expected, self.deviation, dict(self.extra))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MetricSignal) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash((self.observed, self.expected, self.deviation))
+
+    def __repr__(self) -> str:
+        return (
+            f"MetricSignal(observed={self.observed!r}, expected={self.expected!r}, "
+            f"deviation={self.deviation!r}, extra={dict(self.extra)!r})"
+        )
 
 
-@dataclass(frozen=True, slots=True)
 class SignalSet:
     """Every signal of one device after one message; rules test these by name."""
 
-    device_id: str
-    ts: float
-    model: str
-    metrics: dict[str, MetricSignal] = field(default_factory=dict)
-    kind: str = ""
-    extra: Mapping[str, float] = field(default_factory=dict)
-    """Device-level signals by name (see :data:`SIGNAL_NAMES`)."""
-    predicted_failure_at: float | None = None
-    """Event time at which a forecast says a metric will cross its failure threshold."""
-    peers: str = ""
-    """Whom the device is compared with: its model, or for a device that does not say its
-    model, the devices reporting the same metrics (so a fleet incident can still be told)."""
+    def __init__(
+        self,
+        device_id: str,
+        ts: float,
+        model: str,
+        metrics: dict[str, MetricSignal] | None = None,
+        *,
+        kind: str = "",
+        extra: Mapping[str, float] = _NO_SIGNALS,
+        predicted_failure_at: float | None = None,
+        peers: str = "",
+    ) -> None:
+        self.device_id: Final = device_id
+        self.ts: Final = ts
+        self.model: Final = model
+        self.metrics: Final[dict[str, MetricSignal]] = {} if metrics is None else metrics
+        self.kind: Final = kind
+        self.extra: Final = extra
+        """Device-level signals by name (see :data:`SIGNAL_NAMES`)."""
+        self.predicted_failure_at: Final = predicted_failure_at
+        """Event time at which a forecast says a metric will cross its failure threshold."""
+        self.peers: Final = peers
+        """Whom the device is compared with: its model, or for a device that does not say
+        its model, the devices reporting the same metrics (so a fleet incident can still be
+        told)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"SignalSet(device_id={self.device_id!r}, ts={self.ts!r}, model={self.model!r}, "
+            f"metrics={self.metrics!r}, kind={self.kind!r}, extra={dict(self.extra)!r}, "
+            f"predicted_failure_at={self.predicted_failure_at!r}, peers={self.peers!r})"
+        )
 
     @property
     def deviation(self) -> float:
