@@ -22,10 +22,8 @@ from typing import Any
 
 _FRESH_S = 2 * 3600.0
 """Peers whose last value is older than this (off, silent) do not take part."""
-MIN_SPREAD = 0.4
-"""Floor of the peer scatter, in the device's own spreads. Tuned on simulator seeds 1, 5 and 6
-(bench/evaluate.py): 0.5 gave a median lead of 69 % of onset to failure, 0.4 gave 73 %, both
-without false alarms; 0.3 gave six."""
+MIN_SPREAD = 0.5
+"""Floor of the peer scatter, in the device's own spreads."""
 
 
 _TYPICAL = 1.0
