@@ -299,7 +299,11 @@ class RuleEngine:
         ts = facts.signals.ts
         if state.bout_since is None:
             state.bout_since = ts
-        if not state.counted and ts - state.bout_since >= rule.for_:
+        if (
+            not state.counted
+            and ts - state.bout_since >= rule.for_
+            and (rule.for_ == 0 or _evidence_at(rule.when, facts) - state.bout_since >= rule.for_)
+        ):
             state.counted = True
             state.occurrences.append(state.bout_since)
             state.last_occurrence = ts
@@ -311,6 +315,21 @@ class RuleEngine:
             return []
         state.firing, state.fired_at, state.since = True, ts, state.occurrences[0]
         return [_alarm(rule, facts.signals, state.since)]
+
+
+def _evidence_at(condition: Condition, facts: Facts) -> float:
+    """When the evidence that makes ``condition`` hold was observed. A duration counts only
+    what was seen: a sparse operating state's last reading, carried while the device runs
+    in the other state, says nothing new about the hours since (a heat pump's one odd
+    reading between runs must not become "twelve hours below its band")."""
+    if isinstance(condition, Comparison):
+        return facts.signals.seen_at(condition.signal, condition.metric)
+    if isinstance(condition, AllOf):
+        return min(_evidence_at(c, facts) for c in condition.all)
+    if isinstance(condition, AnyOf):
+        return max(_evidence_at(c, facts) for c in condition.any if holds(c, facts))
+    # An attribute or a negation holds on what is known now.
+    return facts.signals.ts
 
 
 def _pack(state: _RuleState) -> list[Any]:

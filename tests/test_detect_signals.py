@@ -429,18 +429,25 @@ def _charger(
     return metrics
 
 
+_SWINGS = [random.Random(3).uniform(-6.0, 6.0) for _ in range(30)]
+"""The weather fronts of the charger tests: degrees added to the outdoor temperature, by day."""
+
+
+def _healthy_charger(stage: DetectStage, days: float, rng: random.Random) -> list[SignalSet]:
+    # From noon: the first half day, from which the on/off metric is decided, has a car.
+    return feed(stage, "ev", days * DAY, _charger(0.0, _SWINGS), rng, t0=DAY / 2)
+
+
 def test_a_running_metric_is_explained_by_the_load_and_the_surroundings_before_the_run() -> None:
     stage = DetectStage(DetectSettings())
     rng = random.Random(5)
-    swings = [random.Random(3).uniform(-6.0, 6.0) for _ in range(30)]
     running = "connector_temp_c (on)"
-    # From noon: the first half day, from which the on/off metric is decided, has a car.
-    healthy = feed(stage, "ev", 14 * DAY, _charger(0.0, swings), rng, t0=DAY / 2)
+    healthy = _healthy_charger(stage, 14, rng)
     judged = [s.value("signed_deviation", running) for s in healthy if s.ts > 7 * DAY]
     assert max(abs(v) for v in judged if v is not None) < 1.5
     # Contact resistance: 12 °C more at full current, less than the healthy rise and about
     # one weather front.
-    worn = feed(stage, "ev", 3 * DAY, _charger(12.0, swings), rng, t0=14.5 * DAY)
+    worn = feed(stage, "ev", 3 * DAY, _charger(12.0, _SWINGS), rng, t0=14.5 * DAY)
     assert max(s.value("signed_deviation", running) or 0.0 for s in worn) > 4.0
 
 
@@ -485,3 +492,19 @@ def test_a_baseline_two_spreads_off_its_calm_peers_keeps_learning() -> None:
     first_day, last_day = deviations[:day], deviations[-day:]
     assert max(first_day) > DetectSettings().hold_z
     assert sum(last_day) / len(last_day) < 0.5 * sum(first_day[-day // 2 :]) / (day // 2)
+
+
+def test_a_metric_carried_from_the_other_state_says_when_it_was_seen() -> None:
+    stage = DetectStage(DetectSettings())
+    running = "connector_temp_c (on)"
+    out = _healthy_charger(stage, 9, random.Random(5))
+    last_run = max(
+        s.ts
+        for s in out
+        if s.ts > 8 * DAY and "power_kw (on)" in s.metrics and s.metrics["power_kw (on)"].at == s.ts
+    )
+    night = [s for s in out if s.ts > last_run and running in s.metrics]
+    assert night, "the evening's running signal is carried into the night"
+    # The running metric is old news at night; the idle one is fresh.
+    assert all(s.seen_at("signed_deviation", running) == last_run for s in night)
+    assert all(s.seen_at("signed_deviation", "connector_temp_c (off)") == s.ts for s in night)

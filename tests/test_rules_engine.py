@@ -42,6 +42,30 @@ def test_condition_must_hold_for_its_duration_in_event_time() -> None:
     assert alarms[0].evidence["metrics"][0]["metric"] == "flow"
 
 
+def test_duration_counts_only_evidence_seen_during_it() -> None:
+    """A sparse state's last reading, carried while the device runs in the other state, is
+    old news: it may keep a rule pending but not make it last (seed 3's hp-0034 had one odd
+    reading between two runs, and twelve hours later a case said "twelve hours below")."""
+    rules = engine()
+    hour = 3600.0
+
+    def carried(ts: float, off: float, seen: float) -> SignalSet:
+        metrics = {
+            "flow (on)": MetricSignal(10.0, 10.0, 0.2, at=ts),
+            "flow (off)": MetricSignal(0.0, 0.0, off, at=seen),
+        }
+        return SignalSet("d1", ts, "M1", metrics)
+
+    # One off-state reading at 5 spreads, then hours of running: the off value is carried.
+    stale = [carried(i * 0.5 * hour, 5.0, seen=0.0) for i in range(13)]
+    assert rules.run(stale) == []
+    # The off state reports again, still at 5 spreads, hours after it first did: now the
+    # evidence spans more than the rule's three hours, and the rule fires.
+    alarms = rules.run([carried(6.5 * hour, 5.0, seen=6.5 * hour)])
+    assert len(alarms) == 1
+    assert alarms[0].since == 0
+
+
 def test_interruption_restarts_the_duration() -> None:
     rules = engine()
     batch = [signals(0, 5), signals(3000, 0.5), signals(3600, 5), signals(3600 * 3.5, 5)]

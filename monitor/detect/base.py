@@ -79,6 +79,8 @@ class MetricSignal:
         expected: float,
         deviation: float,
         extra: Mapping[str, float] = _NO_SIGNALS,
+        *,
+        at: float | None = None,
     ) -> None:
         self.observed: Final = observed
         self.expected: Final = expected
@@ -86,9 +88,13 @@ class MetricSignal:
         """Sustained deviation: smoothed, peer-adjusted, in robust standard units."""
         self.extra: Final = extra
         """Further per-metric signals by name (see :data:`SIGNAL_NAMES`)."""
+        self.at: Final = at
+        """When the metric was observed, if earlier than the signal set it is part of: a
+        running pump's vibration is still the news while the pump is off, but it is old news,
+        and a rule's ``for`` must not run on it (see :meth:`SignalSet.seen_at`)."""
 
     def _fields(self) -> tuple[object, ...]:
-        return (self.observed, self.expected, self.deviation, dict(self.extra))
+        return (self.observed, self.expected, self.deviation, dict(self.extra), self.at)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, MetricSignal) and self._fields() == other._fields()
@@ -99,7 +105,7 @@ class MetricSignal:
     def __repr__(self) -> str:
         return (
             f"MetricSignal(observed={self.observed!r}, expected={self.expected!r}, "
-            f"deviation={self.deviation!r}, extra={dict(self.extra)!r})"
+            f"deviation={self.deviation!r}, extra={dict(self.extra)!r}, at={self.at!r})"
         )
 
 
@@ -163,16 +169,32 @@ class SignalSet:
                 return extra[signal]
             if signal in DEVICE_SIGNALS:
                 return None
+        m = self._deciding(signal, metric)
+        return None if m is None else _metric_value(m, signal)
+
+    def seen_at(self, signal: str, metric: str | None = None) -> float:
+        """When the evidence behind :meth:`value` was observed: this message's time, or, where
+        the value comes from a metric's other operating state, when that state last reported.
+        """
+        if metric is None and (signal in self.extra or signal in DEVICE_SIGNALS):
+            return self.ts
+        m = self._deciding(signal, metric)
+        return self.ts if m is None or m.at is None else m.at
+
+    def _deciding(self, signal: str, metric: str | None) -> MetricSignal | None:
+        """The metric signal whose value :meth:`value` reports: the largest in magnitude."""
+        if metric is None:
             candidates: Iterable[MetricSignal] = self.metrics.values()
         else:
             ms = self.metrics
             on, off = _state_names(metric)
             candidates = (m for m in (ms.get(metric), ms.get(on), ms.get(off)) if m is not None)
-        best: float | None = None
+        best: MetricSignal | None = None
+        largest = -1.0
         for m in candidates:
             v = _metric_value(m, signal)
-            if v is not None and (best is None or abs(v) > abs(best)):
-                best = v
+            if v is not None and abs(v) > largest:
+                best, largest = m, abs(v)
         return best
 
 

@@ -225,7 +225,7 @@ class DeviceState:
                     sums[1] += deviation
                     sums[2] += 1.0
                 signal = MetricSignal(
-                    value, baseline.expected(ts) + total, deviation, tracker.extra
+                    value, baseline.expected(ts) + total, deviation, tracker.extra, at=ts
                 )
                 recent[shown] = (ts, signal)
                 current[shown] = signal
