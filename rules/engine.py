@@ -8,10 +8,11 @@ import math
 import zlib
 from collections import deque
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from monitor.detect.base import SignalSet
+from monitor.detect.base import RUNNING, SignalSet
 from rules.attributes import AttributeLookup, Attributes, no_attributes
 from rules.model import AllOf, AnyOf, AttributeTest, Comparison, Condition, NotOf, Rule
 
@@ -235,7 +236,14 @@ class RuleEngine:
         if split is None:
             if len(self._split) >= _MAX_METRIC_SETS:
                 self._split.clear()
-            present = names | {_base_name(name) for name in names}
+            # A rule on "flow" judges every state's flow; one on "flow (on)" also judges a
+            # device without operating states (it is always running).
+            present = set(names)
+            for name in names:
+                base = _base_name(name)
+                present.add(base)
+                if base == name:
+                    present.add(name + RUNNING)
             live: list[Rule] = []
             idle: list[Rule] = []
             for rule in self.rules:
@@ -360,7 +368,7 @@ def _unpack(saved: list[Any]) -> _RuleState:
     )
 
 
-def _always_with(condition: Condition, present: frozenset[str]) -> bool | None:
+def _always_with(condition: Condition, present: AbstractSet[str]) -> bool | None:
     """What ``condition`` is for every message whose metrics are all in ``present``: a
     comparison on an absent metric is false (its value is unknown); ``None``: it depends on
     the values."""

@@ -146,6 +146,41 @@ def test_shipped_pump_rule_sees_flow_falling_while_current_rises() -> None:
     hour = 3600.0
     # Less flow on a day of lower demand draws less current: no clogging.
     assert clogging.run([pump(i * hour, -2.0, -1.0) for i in range(12)]) == []
+    # Nor does the current's noise while the pump stands idle (seed 2's wp-0005, 60 days).
+    idle_noise = [
+        SignalSet(
+            "wp",
+            (12 + i) * hour,
+            "WP-200",
+            {**pump(0.0, -2.0, -1.0).metrics, "current_a (off)": MetricSignal(0.06, 0.05, 2.0)},
+        )
+        for i in range(12)
+    ]
+    assert clogging.run(idle_noise) == []
+    clogging = RuleEngine([r for r in shipped if r.name == "pump-impeller-clogging"])
     # Less flow for more current, for six hours: clogging.
     alarms = clogging.run([pump((12 + i) * hour, -2.0, 1.0) for i in range(7)])
     assert [a.rule for a in alarms] == ["pump-impeller-clogging"]
+
+
+def test_a_rule_on_a_running_metric_judges_a_device_that_never_stops_but_not_its_idle_state() -> (
+    None
+):
+    shipped = load_rules(Path(__file__).parent.parent / "rules")
+    leak = RuleEngine([r for r in shipped if r.name == "heat-pump-efficiency-falling"])
+    hour = 3600.0
+
+    def heat_pump(ts: float, running: float, idle: float) -> SignalSet:
+        # No on/off metric (it ran all winter), but one idle day made an "off" state.
+        metrics = {
+            "cop": MetricSignal(3.0, 3.2, running),
+            "cop (off)": MetricSignal(4.6, 4.8, idle),
+        }
+        return SignalSet("hp", ts, "HP-8", metrics)
+
+    assert heat_pump(0.0, -0.5, -3.0).value("signed_deviation", "cop (on)") == -0.5
+    # Its idle state far off on a warm afternoon: no leak.
+    assert leak.run([heat_pump(i * hour, 0.0, -3.0) for i in range(14)]) == []
+    # Its running COP below its band for twelve hours: a leak.
+    alarms = leak.run([heat_pump((14 + i) * hour, -3.0, 0.0) for i in range(13)])
+    assert [a.rule for a in alarms] == ["heat-pump-efficiency-falling"]

@@ -188,7 +188,12 @@ class SignalSet:
         else:
             ms = self.metrics
             on, off = _state_names(metric)
-            candidates = (m for m in (ms.get(metric), ms.get(on), ms.get(off)) if m is not None)
+            own = ms.get(metric)
+            if own is None and metric.endswith(RUNNING):
+                # A device that never reports being off is always running: its "cop" is what
+                # a rule on "cop (on)" means.
+                own = ms.get(metric[: -len(RUNNING)])
+            candidates = (m for m in (own, ms.get(on), ms.get(off)) if m is not None)
         best: MetricSignal | None = None
         largest = -1.0
         for m in candidates:
@@ -198,9 +203,13 @@ class SignalSet:
         return best
 
 
+RUNNING = " (on)"
+"""The suffix of a metric's signal while its device runs ("flow_lpm (on)")."""
+
+
 @lru_cache(maxsize=1024)
 def _state_names(metric: str) -> tuple[str, str]:
-    return f"{metric} (on)", f"{metric} (off)"
+    return f"{metric}{RUNNING}", f"{metric} (off)"
 
 
 def _metric_value(m: MetricSignal, signal: str) -> float | None:
