@@ -50,6 +50,24 @@ def test_slow_ramp_is_not_learned_as_normal() -> None:
     assert out[-1].deviation > 6.0
 
 
+def test_a_slow_drift_inside_the_band_does_not_widen_it_to_fit() -> None:
+    """Learning every sample (the worst case: no hold), a drift of 8 spreads over nine days
+    keeps each residual within three spreads of the current band. Unbounded, the band grew
+    fourfold and the drift read 1.3 spreads at its end; it may grow by half of what it has
+    been for weeks."""
+    b = SeasonalBaseline(level_halflife_s=14 * DAY, season_halflife_s=14 * DAY, warmup=288)
+    rng = random.Random(4)
+    healthy = int(20 * DAY / STEP)
+    for i in range(healthy):
+        b.learn_one(rng.gauss(0, 1.0), i * STEP)
+    before = b.scale
+    drift = int(9 * DAY / STEP)
+    for i in range(drift):
+        b.learn_one(rng.gauss(0, 1.0) + 8.0 * i / drift, (healthy + i) * STEP)
+    assert b.scale < 2.0 * before
+    assert b.score_one(8.0, (healthy + drift) * STEP) > 3.0
+
+
 def test_step_change_is_flagged() -> None:
     stage = DetectStage(DetectSettings())
     rng = random.Random(3)
