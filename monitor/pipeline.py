@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from monitor.cases import CaseOpener
-from monitor.cases.feedback import false_alarms_since
+from monitor.cases.feedback import verdicts_since
 from monitor.cases.noise import NoiseControl, count_suppressed
 from monitor.checkpoint import CheckpointWriter, Progress, Round, Snapshot, save
 from monitor.config import Settings
@@ -288,16 +288,22 @@ class Pipeline:
         self._touched.update(snapshot.progress)
 
     def learn_from_feedback(self) -> int:
-        """Cases support marked false alarms since the last call: each device's current
-        behaviour is healthy, so its detectors re-centre on it. Returns how many."""
+        """Support's verdicts since the last call. A false alarm: the device's current
+        behaviour is healthy, so its detectors re-centre on it. A resolution: the product was
+        repaired, and its behaviour from now on is learned afresh (its old baseline held the
+        healthy level through the fault, but not everything a repair changes, and a band kept
+        tight through the fault would call the repaired product a new problem). Returns how
+        many verdicts were applied."""
         with Session(self._engine) as session:
-            found = false_alarms_since(session, self._feedback_cursor)
-        for false_alarm in found:
-            self.detect.accept_as_normal(false_alarm.device_id)
-            log.info(
-                "false alarm: the device's current behaviour is learned as normal",
-                extra={"case_id": false_alarm.case_id, "device_id": false_alarm.device_id},
-            )
+            found = verdicts_since(session, self._feedback_cursor)
+        for verdict in found:
+            if verdict.kind == "false_alarm":
+                self.detect.accept_as_normal(verdict.device_id)
+                message = "false alarm: the device's current behaviour is learned as normal"
+            else:
+                self.detect.relearn(verdict.device_id)
+                message = "case resolved: the repaired device is learned afresh"
+            log.info(message, extra={"case_id": verdict.case_id, "device_id": verdict.device_id})
         if found:
             self._feedback_cursor = found[-1].event_id
         return len(found)

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import pytest
 from sqlmodel import Session, select
 
-from monitor.cases.feedback import false_alarms_since, rule_statistics
-from monitor.cases.lifecycle import TransitionError, act, add_note, assign
+from monitor.cases.feedback import false_alarms_since, rule_statistics, verdicts_since
+from monitor.cases.lifecycle import TransitionError, act, add_note, assign, transition
 from monitor.cases.plot import NothingToPlotError, render_case_plot
 from monitor.store import Case, CaseEvent, Customer, Device, open_database
 from tests.case_opening_worker import alarm, open_one
@@ -242,3 +242,21 @@ def test_case_without_series_has_no_plot() -> None:
 
 def test_alarm_fixture_is_for_the_seeded_device() -> None:
     assert alarm(1.0).device_id == "pump-1"
+
+
+def test_a_resolution_by_a_person_is_a_verdict_and_the_monitors_own_is_not(
+    sqlite_url: str,
+) -> None:
+    first = opened_case(sqlite_url)
+    with Session(open_database(sqlite_url)) as session:
+        case = session.exec(select(Case).where(Case.id == first)).one()
+        # A silent device heard again: the monitor resolves its own connectivity case.
+        transition(session, case, "resolved", actor="monitor", at=2.0)
+        session.commit()
+        assert verdicts_since(session, 0) == []
+        act(session, case, "reopen", actor="carol", at=3.0)
+        act(session, case, "resolve", actor="carol", at=4.0)
+        session.commit()
+        [verdict] = verdicts_since(session, 0)
+        assert (verdict.kind, verdict.case_id, verdict.actor) == ("resolved", first, "carol")
+        assert false_alarms_since(session, 0) == []

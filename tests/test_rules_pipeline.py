@@ -131,3 +131,23 @@ def test_false_alarm_makes_detection_learn_the_device_as_normal(
     # After a restart the same judgement is not applied a second time.
     restarted = pipeline_with(sqlite_url, tmp_path, [{**HIGH_RULE}])
     assert restarted.learn_from_feedback() == 0
+
+
+def test_a_repair_makes_detection_learn_the_device_afresh(sqlite_url: str, tmp_path: Path) -> None:
+    pipeline = pipeline_with(sqlite_url, tmp_path, [{**HIGH_RULE}])
+    healthy = [3.0 + 0.1 * ((i * 7) % 5 - 2) for i in range(1000)]
+    # A new part after the repair: healthy, a little higher than the old one.
+    repaired = [3.8 + 0.1 * ((i * 7) % 5 - 2) for i in range(24)]
+    values = [*healthy, *[6.0] * 72, *repaired]
+    history = readings("berlin", values, start=time.time() - 300 * len(values) - 600)
+    pipeline.process(history[:1072])
+    (case,) = cases(sqlite_url)
+    with Session(open_database(sqlite_url)) as session:
+        act(session, session.get(Case, case.id), "resolve", actor="technician", at=START)
+        session.commit()
+
+    assert pipeline.learn_from_feedback() == 1
+    work = pipeline.compute(history[1072:])
+    pipeline.commit(work)
+    # Learned afresh: the new part's level is not judged against the old one.
+    assert max(s.value("deviation", "pressure_bar") or 0.0 for s in work.signals) < 1.0

@@ -1,9 +1,10 @@
 """What support people's verdicts teach: false alarms per rule, and which devices to relearn.
 
-Marking a case a false alarm is a :func:`~monitor.cases.lifecycle.transition` like any other,
-so the verdicts are the ``false_alarm`` events: the daemon reads the new ones with
-:func:`false_alarms_since` (remembering the last event id) and tells detection to accept the
-device's current behaviour as normal; :func:`rule_statistics` sums them up per rule.
+Marking a case a false alarm, or resolved, is a :func:`~monitor.cases.lifecycle.transition`
+like any other, so the verdicts are those events: the daemon reads the new ones with
+:func:`verdicts_since` (remembering the last event id) and tells detection to accept the
+device's current behaviour as normal (a false alarm) or to learn the repaired device afresh (a
+resolution); :func:`rule_statistics` sums the false alarms up per rule.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from monitor.store import Case, CaseEvent
 
 
 @dataclass(frozen=True, slots=True)
-class FalseAlarm:
+class Verdict:
+    """A person's word on a case: ``kind`` is "false_alarm" or "resolved" (repaired)."""
+
+    kind: str
     event_id: int
     case_id: int
     device_id: str
@@ -46,16 +50,33 @@ class RuleStatistics:
         return {**asdict(self), "precision": self.precision}
 
 
-def false_alarms_since(session: Session, after_event_id: int) -> list[FalseAlarm]:
+VERDICTS = ("false_alarm", "resolved")
+MONITOR_ACTOR = "monitor"
+"""The actor of what the monitor does by itself (a silent device heard again resolves its
+connectivity case): no person's verdict."""
+
+
+def false_alarms_since(session: Session, after_event_id: int) -> list[Verdict]:
     """Every case marked a false alarm by an event newer than ``after_event_id``, oldest first."""
+    return [v for v in verdicts_since(session, after_event_id) if v.kind == "false_alarm"]
+
+
+def verdicts_since(session: Session, after_event_id: int) -> list[Verdict]:
+    """Every false alarm and every resolution by a person newer than ``after_event_id``,
+    oldest first."""
     rows = session.exec(
         select(CaseEvent, Case)
         .join(Case, col(Case.id) == col(CaseEvent.case_id))
-        .where(CaseEvent.kind == "false_alarm", col(CaseEvent.id) > after_event_id)
+        .where(
+            col(CaseEvent.kind).in_(VERDICTS),
+            CaseEvent.actor != MONITOR_ACTOR,
+            col(CaseEvent.id) > after_event_id,
+        )
         .order_by(col(CaseEvent.id))
     )
     return [
-        FalseAlarm(
+        Verdict(
+            kind=event.kind,
             event_id=event.id or 0,
             case_id=case.id or 0,
             device_id=case.device_id,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from monitor.cases.feedback import MONITOR_ACTOR
 from monitor.cases.lifecycle import ALLOWED, open_case, transition
 from monitor.cases.noise.base import Suppressed
 from monitor.cases.plot import NothingToPlotError, render_case_plot
@@ -136,7 +137,7 @@ class CaseOpener:
                     session,
                     case,
                     "resolved",
-                    actor="monitor",
+                    actor=MONITOR_ACTOR,
                     at=now,
                     detail={"rule": event.rule, "reason": "condition cleared"},
                 )

@@ -422,6 +422,12 @@ class DeviceState:
             if recent and b.n:
                 # The last buckets' mean residual is the offset the baseline had refused.
                 b.level += sum(recent) / len(recent) / 10.0 * b.scale
+        self.relearn()
+
+    def relearn(self) -> None:
+        """Forget the held deviation and the trend, and learn freely for a new learning
+        period from where the baselines are (a repaired device)."""
+        for tracker in self.trackers.values():
             tracker.smoothed = 0.0
             tracker.history.reset()
             tracker.sums[0] = tracker.sums[1] = tracker.sums[2] = 0.0

@@ -99,6 +99,14 @@ class DetectStage:
             device.accept_as_normal()
             self._dirty.setdefault(device_id)
 
+    def relearn(self, device_id: str) -> None:
+        """The device was repaired: clear held deviations and trends, and learn its behaviour
+        from now on for a new learning period (its baselines start where they were)."""
+        device = self._devices.get(device_id)
+        if device is not None:
+            device.relearn()
+            self._dirty.setdefault(device_id)
+
     def evidence_series(self, device_id: str) -> dict[str, list[list[float]]]:
         """Per metric up to 72 bucket points ``[ts, observed_mean, expected, band_low,
         band_high]`` (hourly on five-minute telemetry); empty for an unknown device."""
