@@ -75,6 +75,10 @@ def prepare_database(fleet: Fleet, url: str, workdir: Path) -> Engine:
     return engine
 
 
+_VERDICT_POLL_S = 3600.0
+"""Simulated time between two readings of support's verdicts."""
+
+
 async def run_proactive(
     fleet: Fleet,
     engine: Engine,
@@ -96,7 +100,7 @@ async def run_proactive(
     # One sampling step of the fleet per batch by default: the monitor's clock (quiet hours,
     # first response) then moves in steps no coarser than a live monitor's would matter.
     size = batch or len(fleet.devices)
-    previous = fleet.start
+    previous = verdicts_at = fleet.start
     for messages, last_ts in _batches(fleet, twin, loop, settings.mqtt.topic_prefix, size):
         began = time.time()
         # The batch's cases are stamped as of its last message, then moved to their own
@@ -112,6 +116,12 @@ async def run_proactive(
         await _deliver_through(engine, dispatcher, clock, previous, last_ts)
         previous = last_ts
         loop.advance(last_ts)
+        if last_ts - verdicts_at >= _VERDICT_POLL_S:
+            # A live daemon applies support's verdicts (a false alarm, a repair) within its
+            # checkpoint interval, seconds; on wall-clock time here that would be days of the
+            # simulation. So they are applied on simulated time.
+            pipeline.learn_from_feedback()
+            verdicts_at = last_ts
         done += len(messages)
         if on_progress is not None:
             on_progress(last_ts, done)
