@@ -389,7 +389,7 @@ def _always_with(condition: Condition, present: AbstractSet[str]) -> bool | None
 
 def _base_name(name: str) -> str:
     # Detection names a per-state tracker "flow (on)"; a rule on "flow" looks at it too.
-    for suffix in (" (on)", " (off)"):
+    for suffix in (RUNNING, " (off)"):
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name

@@ -16,6 +16,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from monitor.store import Case, CaseEvent
+from monitor.store.models import MONITOR_ACTOR
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +52,6 @@ class RuleStatistics:
 
 
 VERDICTS = ("false_alarm", "resolved")
-MONITOR_ACTOR = "monitor"
-"""The actor of what the monitor does by itself (a silent device heard again resolves its
-connectivity case): no person's verdict."""
 
 
 def false_alarms_since(session: Session, after_event_id: int) -> list[Verdict]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from monitor.cases.feedback import MONITOR_ACTOR
 from monitor.cases.lifecycle import ALLOWED, open_case, transition
 from monitor.cases.noise.base import Suppressed
 from monitor.cases.plot import NothingToPlotError, render_case_plot
@@ -24,7 +23,7 @@ from monitor.notify.escalation import customer_must_hear, enqueue_case_escalated
 from monitor.notify.outbox import enqueue_case_opened
 from monitor.notify.support import enqueue_incident_opened
 from monitor.store import Case, CaseEvent, Customer, Device
-from monitor.store.models import FleetIncident
+from monitor.store.models import MONITOR_ACTOR, FleetIncident
 from rules.engine import Alarm, Cleared
 from rules.model import SEVERITY_RANK
 

@@ -128,8 +128,8 @@ class SeasonalBaseline:
             self.scale += a_scale * (abs(residual) * _MAD_TO_SIGMA - self.scale)
             # A slow fault's residuals each stay within three spreads of a band they keep
             # widening: seed 5's hp-0034 leaked for nine days while its COP band grew tenfold
-            # and its deviation stayed near one spread. The band may grow, but not to more
-            # than twice what it has been for weeks.
+            # and its deviation stayed near one spread. The band may grow, but not beyond
+            # _WIDEN times what it has been for weeks.
             self.settled += max(decay(dt, _SETTLED_HL_S), catch_up) * (self.scale - self.settled)
             if n >= self._warmup and self.scale > _WIDEN * self.settled:
                 self.scale = _WIDEN * self.settled

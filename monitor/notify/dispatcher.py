@@ -61,6 +61,7 @@ from monitor.notify.quiet_hours import quiet_until
 from monitor.notify.retry import retry_delay
 from monitor.notify.webhook import post_webhook
 from monitor.store import Case, CaseEvent, Outbox
+from monitor.store.models import MONITOR_ACTOR
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +371,7 @@ class Dispatcher:
             case.notified_at = now
             session.add(case)
         if case.status == "open":
-            transition(session, case, "notified", actor="monitor", at=now, detail=detail)
+            transition(session, case, "notified", actor=MONITOR_ACTOR, at=now, detail=detail)
 
     def _record_failure(self, row: _Claimed, error: DeliveryError) -> None:
         now = self._clock()

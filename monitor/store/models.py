@@ -113,6 +113,11 @@ class Case(SQLModel, table=True):
     resolved_at: float | None = None
 
 
+MONITOR_ACTOR = "monitor"
+"""The actor of what the monitor does by itself (opening a case, notifying, resolving a
+connectivity case when the device is heard again), as against a person's action."""
+
+
 class CaseEvent(SQLModel, table=True):
     """One thing that happened to a case: who did what, and when.
 
@@ -126,7 +131,7 @@ class CaseEvent(SQLModel, table=True):
     case_id: int = Field(foreign_key="case.id", index=True)
     at_wall: float
     kind: str
-    actor: str = "monitor"
+    actor: str = MONITOR_ACTOR
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
