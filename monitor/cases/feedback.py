@@ -56,17 +56,19 @@ VERDICTS = ("false_alarm", "resolved")
 
 def false_alarms_since(session: Session, after_event_id: int) -> list[Verdict]:
     """Every case marked a false alarm by an event newer than ``after_event_id``, oldest first."""
-    return [v for v in verdicts_since(session, after_event_id) if v.kind == "false_alarm"]
+    return verdicts_since(session, after_event_id, kinds=("false_alarm",))
 
 
-def verdicts_since(session: Session, after_event_id: int) -> list[Verdict]:
-    """Every false alarm and every resolution by a person newer than ``after_event_id``,
-    oldest first."""
+def verdicts_since(
+    session: Session, after_event_id: int, *, kinds: tuple[str, ...] = VERDICTS
+) -> list[Verdict]:
+    """Every verdict of ``kinds`` (false alarms and resolutions) by a person newer than
+    ``after_event_id``, oldest first."""
     rows = session.exec(
         select(CaseEvent, Case)
         .join(Case, col(Case.id) == col(CaseEvent.case_id))
         .where(
-            col(CaseEvent.kind).in_(VERDICTS),
+            col(CaseEvent.kind).in_(kinds),
             CaseEvent.actor != MONITOR_ACTOR,
             col(CaseEvent.id) > after_event_id,
         )
