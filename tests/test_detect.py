@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -313,3 +314,21 @@ def test_a_charger_running_at_an_hour_it_never_ran_before_expects_that_hours_sur
     # handful of starts, stay the roughest part).
     mean_error = sum(observed - expected for observed, expected in night) / len(night)
     assert abs(mean_error) < 2.0
+
+
+def test_the_smooth_daily_cycle_follows_the_hours_without_their_steps() -> None:
+    # A connector's daily cycle, borrowed by the running state between two readings of a
+    # session, read as a staircase: a 1-3 °C jump at an hour boundary was a deviation.
+    b = SeasonalBaseline(level_halflife_s=14 * DAY, season_halflife_s=14 * DAY, warmup=10)
+    cycle = [5.0 * math.sin(2 * math.pi * (i * 300.0) / DAY) for i in range(int(DAY / 300.0))]
+    for day in range(6):
+        for i, value in enumerate(cycle):
+            b.learn_one(20.0 + value, day * DAY + i * 300.0)
+    t0 = 6 * DAY
+    smooth = [b.daily_smooth(t0 + i * 300.0) for i in range(len(cycle))]
+    stairs = [b.daily(t0 + i * 300.0) for i in range(len(cycle))]
+    steps = [abs(a - c) for a, c in itertools.pairwise(smooth)]
+    stair_steps = [abs(a - c) for a, c in itertools.pairwise(stairs)]
+    assert max(steps) < 0.25 * max(stair_steps)
+    # Within about a tenth of the 5 °C amplitude of the cycle it learned.
+    assert max(abs(b.level + s - 20.0 - c) for s, c in zip(smooth, cycle, strict=True)) < 0.6

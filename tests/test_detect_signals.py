@@ -444,11 +444,70 @@ def test_a_running_metric_is_explained_by_the_load_and_the_surroundings_before_t
     running = "connector_temp_c (on)"
     healthy = _healthy_charger(stage, 14, rng)
     judged = [s.value("signed_deviation", running) for s in healthy if s.ts > 7 * DAY]
-    assert max(abs(v) for v in judged if v is not None) < 1.5
+    # Below the shipped rule's 3 spreads. (These fronts step at midnight, which a smooth
+    # daily cycle follows less well than the hourly staircase did: 2.1 here, 1.5 before; on
+    # the simulated fleet's weather the smooth cycle halved the healthy error.)
+    assert max(abs(v) for v in judged if v is not None) < 2.5
     # Contact resistance: 12 °C more at full current, less than the healthy rise and about
     # one weather front.
     worn = feed(stage, "ev", 3 * DAY, _charger(12.0, _SWINGS), rng, t0=14.5 * DAY)
     assert max(s.value("signed_deviation", running) or 0.0 for s in worn) > 4.0
+
+
+def _cold_snap_until(end: float) -> Callable[[float], float]:
+    """Outdoor °C: a daily cycle, 10 °C colder from day 4 until ``end``, when it warms back
+    up over three hours (the weather the whole fleet shares)."""
+
+    def outdoor(ts: float) -> float:
+        hour = (ts % DAY) / HOUR
+        snap = (
+            0.0 if ts < 4 * DAY else -10.0 * min(1.0, max(0.0, (end + 3 * HOUR - ts) / (3 * HOUR)))
+        )
+        return 8.0 + 4.0 * math.sin(2 * math.pi * (hour - 9.0) / 24.0) + snap
+
+    return outdoor
+
+
+def _charging_at(
+    start_h: float, outdoor: Callable[[float], float]
+) -> Callable[[float, random.Random], dict[str, float]]:
+    heat = [0.0]
+
+    def metrics(ts: float, r: random.Random) -> dict[str, float]:
+        hour = (ts % DAY) / HOUR
+        load = 1.0 if start_h <= hour < start_h + 2.0 else 0.0
+        heat[0] += (1.0 - math.exp(-STEP / 1200.0)) * (load * load - heat[0])
+        return {
+            "power_kw": max(0.0, 11.0 * load + r.gauss(0, 0.02)),
+            "connector_temp_c": outdoor(ts) + 2.0 + 16.0 * heat[0] + r.gauss(0, 0.3),
+        }
+
+    return metrics
+
+
+def test_a_session_follows_the_weather_its_idle_peers_see() -> None:
+    # A cold snap ends just as one charger's evening session starts: every idle charger warms
+    # 10 °C in three hours. Its connector, expected to stay as cold as it stood before the car
+    # came (that offset fading over hours), read 4-6 spreads "hot" (seed 5's ev-0008 on the
+    # simulated fleet). What its idle peers share now carries into the session.
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(7)
+    end = 12 * DAY + 18 * HOUR
+    outdoor = _cold_snap_until(end)
+    chargers = {"ev": _charging_at(18.0, outdoor)} | {
+        f"peer{i}": _charging_at(11.0 + 0.5 * i, outdoor) for i in range(6)
+    }
+    session: list[float] = []
+    for i in range(int(13 * DAY / STEP)):
+        ts = DAY / 2 + i * STEP
+        for device, metrics in chargers.items():
+            (signals,) = stage.run([Telemetry(device, ts, metrics(ts, rng), model="EC")])
+            value = signals.value("signed_deviation", "connector_temp_c (on)")
+            if device == "ev" and end <= ts < end + 2 * HOUR and value is not None:
+                session.append(value)
+    assert len(session) > 12
+    # Below the shipped rule's 3 spreads (4.4 before; the peers' smoothed move lags a little).
+    assert max(abs(v) for v in session) < 3.0
 
 
 def _adjusted_against_cold_peers(own: float) -> float:

@@ -138,9 +138,10 @@ class DeviceState:
         """The duty metric's share of full scale, smoothed like a thermal lag: what a
         running device's temperatures answer to (a connector heats over minutes)."""
         self.load_ts = 0.0
-        self.ambient: dict[str, tuple[float, float, float, float]] = {}
-        """Per metric, its last three residuals while the device was off, and when: the
-        surroundings (a warm evening) that carry over into the running state."""
+        self.ambient: dict[str, tuple[float, float, float, float, float]] = {}
+        """Per metric, its last three residuals while the device was off, when, and what its
+        idle peers shared then: the surroundings (a warm evening) that carry over into the
+        running state."""
         self.interval = MessageInterval()
         self.bucket_s = 0.0
         self.context: str | None = None
@@ -192,6 +193,7 @@ class DeviceState:
                 ts,
                 None if name == ctx_name else ctx,
                 load if running is not None and name != running else None,
+                peers=peers,
             )
             total = why.total
             z = baseline.score_one(value - total, ts)
@@ -235,7 +237,13 @@ class DeviceState:
             if learning or (-hold_z < steady < hold_z and tracker.failure_at is None):
                 self._learn(tracker, value, ts, why)
             if state == "off" and warm and load_metric is not None:
-                self._remember_ambient(name, value - why.weather - baseline.expected(ts), ts)
+                # Against the smooth daily cycle, as _carried reads it back.
+                self._remember_ambient(
+                    name,
+                    value - total - baseline.level - baseline.daily_smooth(ts),
+                    ts,
+                    peers.shared(self.group, key),
+                )
         self.anomaly = self._relationships(state, zs, learning, smoothing_s, ts)
         if ts - self._oldest > _RECENT_S:
             self._forget_stale(ts)
@@ -282,6 +290,8 @@ class DeviceState:
         ts: float,
         surroundings: float | None,
         load: float | None,
+        *,
+        peers: FleetPeers,
     ) -> Explained:
         """What the context explains of this metric now."""
         if surroundings is None and load is None:
@@ -290,7 +300,7 @@ class DeviceState:
         if load is None:
             return Explained(surroundings, weather, None, 0.0, 0.0)
         by_load = tracker.load.predict(load)
-        return Explained(surroundings, weather, load, by_load, self._carried(name, ts))
+        return Explained(surroundings, weather, load, by_load, self._carried(name, ts, peers))
 
     def _learn(self, tracker: MetricTracker, value: float, ts: float, why: Explained) -> None:
         """Fold a healthy-looking value into the baseline and the context profiles."""
@@ -305,11 +315,13 @@ class DeviceState:
                 tracker.load.learn(rest - why.weather, why.load, weight)
         baseline.learn_one(value - why.total, ts)
 
-    def _carried(self, name: str, ts: float) -> float:
+    def _carried(self, name: str, ts: float, peers: FleetPeers) -> float:
         """What the surroundings explain while running: on a device that is mostly off, its
         off state's daily cycle at this hour, plus the metric's offset while the device was last
-        off, fading with time: a connector that stood 4 °C warmer than usual before the car
-        came is expected 4 °C warmer while charging."""
+        off: a connector that stood 4 °C warmer than usual before the car came is expected
+        4 °C warmer while charging. Of that offset, what its idle peers shared follows them
+        (the end of a cold snap warms every idle charger during this one's session); the
+        device's own part fades with time."""
         usual = 0.0
         if self.duty.mostly_off():
             # The surroundings' daily cycle, from the state that sees most hours of most days:
@@ -318,20 +330,27 @@ class DeviceState:
             # The cycle only, not the off state's level: the running level is the running
             # state's own, and it would jump when the off state's baseline warms up.
             off = self.trackers.get(_names(name, "off")[0])
-            usual = off.baseline.daily(ts) if off is not None else 0.0
+            usual = off.baseline.daily_smooth(ts) if off is not None else 0.0
         seen = self.ambient.get(name)
         if seen is None:
             return usual
-        *last, at = seen
+        a, b, c, at, then = seen
         # The median of the last three: one spike while off must not follow the device into
         # its next run.
-        residual = sorted(last)[1]
-        return usual + residual * math.exp(-_LN2 * (ts - at) / _AMBIENT_HALFLIFE_S)
+        residual = sorted((a, b, c))[1]
+        now = peers.shared(self.group, _names(name, "off")[0])
+        shared = 0.0
+        if not (math.isnan(now) or math.isnan(then)):
+            residual -= then
+            shared = now
+        return usual + shared + residual * math.exp(-_LN2 * (ts - at) / _AMBIENT_HALFLIFE_S)
 
-    def _remember_ambient(self, name: str, residual: float, ts: float) -> None:
+    def _remember_ambient(self, name: str, residual: float, ts: float, shared: float) -> None:
         seen = self.ambient.get(name)
         self.ambient[name] = (
-            (residual, residual, residual, ts) if seen is None else (*seen[1:3], residual, ts)
+            (residual, residual, residual, ts, shared)
+            if seen is None
+            else (seen[1], seen[2], residual, ts, shared)
         )
 
     def _forget_recent(self) -> None:
@@ -507,7 +526,8 @@ class DeviceState:
                 {
                     "ld": [round(self.load, 4), self.load_ts],
                     "amb": {
-                        k: [*(round(r, 3) for r in v[:3]), v[3]] for k, v in self.ambient.items()
+                        k: [*(round(r, 3) for r in v[:3]), v[3], _finite(v[4])]
+                        for k, v in self.ambient.items()
                     },
                 }
                 if self.load_ts
@@ -546,9 +566,10 @@ class DeviceState:
                 joint.load_state(saved_joint)
         if "ld" in state:
             device.load, device.load_ts = (float(v) for v in state["ld"])
+            # Checkpoints from before the peers' share was kept lack it: NaN, unknown.
             device.ambient = {
-                str(k): (float(a), float(b), float(c), float(t))
-                for k, (a, b, c, t) in state["amb"].items()
+                str(k): (float(v[0]), float(v[1]), float(v[2]), float(v[3]), _nan(v[4:]))
+                for k, v in state["amb"].items()
             }
         for name, saved in state["metrics"].items():
             baseline = device._new_baseline(name)
@@ -567,6 +588,15 @@ class DeviceState:
                 if tracker.history.index:
                     device._derive(tracker, tracker.last_ts)
         return device
+
+
+def _finite(x: float) -> float | None:
+    """NaN as JSON's null, rounded like the residuals."""
+    return None if math.isnan(x) else round(x, 3)
+
+
+def _nan(rest: list[Any]) -> float:
+    return math.nan if not rest or rest[0] is None else float(rest[0])
 
 
 def _sig(x: float) -> float:

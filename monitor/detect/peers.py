@@ -113,6 +113,12 @@ class FleetPeers:
         group.swing = swing
         return relative if swing <= _TYPICAL else relative * _TYPICAL / swing
 
+    def shared(self, model: str, metric: str) -> float:
+        """The peers' median deviation in the metric's own units (what the surroundings do to
+        all of them now), or NaN without enough recent peers."""
+        group = self._groups.get((model, metric))
+        return group.median if group is not None else math.nan
+
     def _record(self, model: str, metric: str, device_id: str, own: float, ts: float) -> _Peers:
         group = self._groups.get((model, metric))
         if group is None:
