@@ -487,6 +487,16 @@ def _charging_at(
     return metrics
 
 
+def _charger_and_idle_peers(
+    outdoor: Callable[[float], float],
+) -> dict[str, Callable[[float, random.Random], dict[str, float]]]:
+    """ "ev" charges every evening from 18:00; six peers charge around noon, so they stand
+    idle in the same weather during its sessions."""
+    return {"ev": _charging_at(18.0, outdoor)} | {
+        f"peer{i}": _charging_at(11.0 + 0.5 * i, outdoor) for i in range(6)
+    }
+
+
 def test_a_session_follows_the_weather_its_idle_peers_see() -> None:
     # A cold snap ends just as one charger's evening session starts: every idle charger warms
     # 10 °C in three hours. Its connector, expected to stay as cold as it stood before the car
@@ -496,9 +506,7 @@ def test_a_session_follows_the_weather_its_idle_peers_see() -> None:
     rng = random.Random(7)
     end = 12 * DAY + 18 * HOUR
     outdoor = _cold_snap_until(end)
-    chargers = {"ev": _charging_at(18.0, outdoor)} | {
-        f"peer{i}": _charging_at(11.0 + 0.5 * i, outdoor) for i in range(6)
-    }
+    chargers = _charger_and_idle_peers(outdoor)
     session: list[float] = []
     for i in range(int(13 * DAY / STEP)):
         ts = DAY / 2 + i * STEP
@@ -575,9 +583,7 @@ def test_the_surroundings_carried_into_a_run_survive_a_checkpoint() -> None:
     stage = DetectStage(DetectSettings())
     rng = random.Random(8)
     outdoor = _cold_snap_until(30 * DAY)
-    chargers = {"ev": _charging_at(18.0, outdoor)} | {
-        f"peer{i}": _charging_at(11.0 + 0.5 * i, outdoor) for i in range(6)
-    }
+    chargers = _charger_and_idle_peers(outdoor)
     for i in range(int(5 * DAY / STEP)):
         ts = DAY / 2 + i * STEP
         for device, metrics in chargers.items():
