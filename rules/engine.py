@@ -12,7 +12,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from monitor.detect.base import RUNNING, SignalSet
+from monitor.detect.base import IDLE, RUNNING, SignalSet
 from rules.attributes import AttributeLookup, Attributes, no_attributes
 from rules.model import AllOf, AnyOf, AttributeTest, Comparison, Condition, NotOf, Rule
 
@@ -389,7 +389,7 @@ def _always_with(condition: Condition, present: AbstractSet[str]) -> bool | None
 
 def _base_name(name: str) -> str:
     # Detection names a per-state tracker "flow (on)"; a rule on "flow" looks at it too.
-    for suffix in (RUNNING, " (off)"):
+    for suffix in (RUNNING, IDLE):
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name

@@ -205,11 +205,13 @@ class SignalSet:
 
 RUNNING = " (on)"
 """The suffix of a metric's signal while its device runs ("flow_lpm (on)")."""
+IDLE = " (off)"
+"""The suffix of a metric's signal while its device is off ("flow_lpm (off)")."""
 
 
 @lru_cache(maxsize=1024)
 def _state_names(metric: str) -> tuple[str, str]:
-    return f"{metric}{RUNNING}", f"{metric} (off)"
+    return f"{metric}{RUNNING}", f"{metric}{IDLE}"
 
 
 def _metric_value(m: MetricSignal, signal: str) -> float | None:
