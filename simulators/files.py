@@ -38,6 +38,22 @@ def write_telemetry_csv(
     return rows
 
 
+def write_telemetry_jsonl(readings: Iterable[Reading], path: Path) -> int:
+    """Write one device payload plus its ``device_id`` per line (``monitor backtest``'s JSON
+    Lines input): unlike the wide CSV, each message says its model, firmware and sequence
+    number, as it does to the daemon.
+
+    Returns the number of lines written.
+    """
+    rows = 0
+    with path.open("w", encoding="utf-8") as out:
+        for r in readings:
+            payload = {"device_id": r.device_id, "ts": r.ts, "metrics": r.metrics}
+            out.write(json.dumps(payload | {"seq": r.seq, "fw": r.fw, "model": r.model}) + "\n")
+            rows += 1
+    return rows
+
+
 def write_truth(truth: dict[str, Any], path: Path) -> None:
     """Write the fleet's ground truth as indented JSON."""
     path.write_text(json.dumps(truth, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

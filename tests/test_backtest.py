@@ -23,8 +23,8 @@ from monitor.ingest import ParsedMessage
 from monitor.store import Case, CaseEvent, ParkedMessage, open_database
 from monitor.store.models import FleetIncident
 from rules import load_rules
-from simulators.files import write_fleet
-from simulators.fleet import build_fleet
+from simulators.files import write_fleet, write_telemetry_jsonl
+from simulators.fleet import build_fleet, delivery_order
 
 runner = CliRunner()
 START = 1_790_000_000.0
@@ -306,3 +306,22 @@ def test_a_connectivity_case_resolves_itself_when_the_device_is_heard_from_again
     assert [e.kind for e in events] == ["opened", "condition_cleared", "resolved"]
     assert events[1].detail["at"] == away[1] + 1
     assert events[2].actor == "monitor"
+
+
+def test_the_fleets_payload_file_names_each_model_and_replays_every_row(tmp_path: Path) -> None:
+    fleet = build_fleet(seed=11, devices=8, days=2, step=300.0, start=START)
+    payloads, wide = tmp_path / "telemetry.jsonl", tmp_path / "telemetry.csv"
+    written = write_telemetry_jsonl(delivery_order(fleet.readings(), fleet.truth()), payloads)
+    write_fleet(fleet, wide)
+    lines = [json.loads(line) for line in payloads.read_text().splitlines()]
+    assert len(lines) == written
+    assert {line["device_id"]: line["model"] for line in lines} == {
+        d.device_id: d.model for d in fleet.devices
+    }
+    scores = {}
+    for source in (payloads, wide):
+        out = tmp_path / f"scores-{source.suffix[1:]}.csv"
+        args = ["backtest", str(source), "--out", str(tmp_path / "c.csv"), "--scores", str(out)]
+        assert runner.invoke(app, args).exit_code == 0
+        scores[source.suffix] = read_csv(out)
+    assert len(scores[".jsonl"]) == len(scores[".csv"]) == written + 1
