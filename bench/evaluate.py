@@ -40,8 +40,8 @@ from monitor.config import DatabaseSettings, Settings
 from monitor.detect import DetectStage
 from monitor.ingest import Telemetry
 from rules import RuleEngine, load_rules
-from simulators.files import write_fleet, write_telemetry_jsonl
-from simulators.fleet import build_fleet, delivery_order
+from simulators.files import write_fleet
+from simulators.fleet import build_fleet
 from simulators.scoring import DAY, Score, score
 
 START = 1_790_000_000.0
@@ -63,12 +63,8 @@ def evaluate_seed(
         # Peers and fleet incidents are per model, and each device's series has its own
         # random stream: a kind's figures are the same as in the whole fleet, in less time.
         fleet.devices = [d for d in fleet.devices if d.product.kind in kinds]
-    if payloads:
-        telemetry = workdir / f"telemetry-{seed}.jsonl"
-        write_telemetry_jsonl(delivery_order(fleet.readings(), fleet.truth()), telemetry)
-    else:
-        telemetry = workdir / f"telemetry-{seed}.csv"
-        write_fleet(fleet, telemetry)
+    telemetry = workdir / f"telemetry-{seed}.{'jsonl' if payloads else 'csv'}"
+    write_fleet(fleet, telemetry)
     settings = Settings(database=DatabaseSettings(url=f"sqlite:///{workdir}/seed-{seed}.db"))
     cases_csv = workdir / f"cases-{seed}.csv"
     rules = load_rules(rules_dir or settings.rules.dir)

@@ -48,8 +48,7 @@ def write_telemetry_jsonl(readings: Iterable[Reading], path: Path) -> int:
     rows = 0
     with path.open("w", encoding="utf-8") as out:
         for r in readings:
-            payload = {"device_id": r.device_id, "ts": r.ts, "metrics": r.metrics}
-            out.write(json.dumps(payload | {"seq": r.seq, "fw": r.fw, "model": r.model}) + "\n")
+            out.write(json.dumps({"device_id": r.device_id, **r.payload()}) + "\n")
             rows += 1
     return rows
 
@@ -70,14 +69,17 @@ def write_manifest(rows: Iterable[dict[str, str]], path: Path) -> None:
 def write_fleet(
     fleet: Fleet, telemetry: Path, truth: Path | None = None, manifest: Path | None = None
 ) -> int:
-    """Write the telemetry CSV (in delivery order) and, when given, the truth and manifest.
+    """Write the telemetry (in delivery order; JSON Lines payloads if its name ends in
+    ``.jsonl``, else the wide CSV) and, when given, the truth and manifest.
 
     Returns the number of telemetry rows written.
     """
     fleet_truth = fleet.truth()
-    rows = write_telemetry_csv(
-        delivery_order(fleet.readings(), fleet_truth), fleet.metric_names, telemetry
-    )
+    readings = delivery_order(fleet.readings(), fleet_truth)
+    if telemetry.suffix == ".jsonl":
+        rows = write_telemetry_jsonl(readings, telemetry)
+    else:
+        rows = write_telemetry_csv(readings, fleet.metric_names, telemetry)
     if truth is not None:
         write_truth(fleet_truth, truth)
     if manifest is not None:

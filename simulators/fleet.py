@@ -53,6 +53,17 @@ class Reading:
     fw: str
     model: str
 
+    def payload(self) -> dict[str, Any]:
+        """The telemetry payload as the device contract defines it (without the device id,
+        which the topic carries)."""
+        return {
+            "ts": self.ts,
+            "metrics": self.metrics,
+            "seq": self.seq,
+            "fw": self.fw,
+            "model": self.model,
+        }
+
 
 @dataclass(frozen=True)
 class Fault:

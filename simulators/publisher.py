@@ -124,16 +124,7 @@ class _DeviceClient:
 
 def telemetry_payload(reading: Reading) -> str:
     """The JSON telemetry payload of one reading, as the device contract defines it."""
-    return json.dumps(
-        {
-            "ts": reading.ts,
-            "metrics": reading.metrics,
-            "seq": reading.seq,
-            "fw": reading.fw,
-            "model": reading.model,
-        },
-        separators=(",", ":"),
-    )
+    return json.dumps(reading.payload(), separators=(",", ":"))
 
 
 def publish_fleet(

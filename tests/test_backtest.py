@@ -23,8 +23,8 @@ from monitor.ingest import ParsedMessage
 from monitor.store import Case, CaseEvent, ParkedMessage, open_database
 from monitor.store.models import FleetIncident
 from rules import load_rules
-from simulators.files import write_fleet, write_telemetry_jsonl
-from simulators.fleet import build_fleet, delivery_order
+from simulators.files import write_fleet
+from simulators.fleet import build_fleet
 
 runner = CliRunner()
 START = 1_790_000_000.0
@@ -311,8 +311,8 @@ def test_a_connectivity_case_resolves_itself_when_the_device_is_heard_from_again
 def test_the_fleets_payload_file_names_each_model_and_replays_every_row(tmp_path: Path) -> None:
     fleet = build_fleet(seed=11, devices=8, days=2, step=300.0, start=START)
     payloads, wide = tmp_path / "telemetry.jsonl", tmp_path / "telemetry.csv"
-    written = write_telemetry_jsonl(delivery_order(fleet.readings(), fleet.truth()), payloads)
-    write_fleet(fleet, wide)
+    written = write_fleet(fleet, payloads)
+    assert write_fleet(fleet, wide) == written
     lines = [json.loads(line) for line in payloads.read_text().splitlines()]
     assert len(lines) == written
     assert {line["device_id"]: line["model"] for line in lines} == {

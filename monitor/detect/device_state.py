@@ -323,13 +323,14 @@ class DeviceState:
         (the end of a cold snap warms every idle charger during this one's session); the
         device's own part fades with time."""
         usual = 0.0
+        off_key = _names(name, "off")[0]
         if self.duty.mostly_off():
             # The surroundings' daily cycle, from the state that sees most hours of most days:
             # a charger's running hours are a handful of sessions, each on its own day's
             # weather. (A battery is the other way round: its off state is the sparse one.)
             # The cycle only, not the off state's level: the running level is the running
             # state's own, and it would jump when the off state's baseline warms up.
-            off = self.trackers.get(_names(name, "off")[0])
+            off = self.trackers.get(off_key)
             usual = off.baseline.daily_smooth(ts) if off is not None else 0.0
         seen = self.ambient.get(name)
         if seen is None:
@@ -338,7 +339,7 @@ class DeviceState:
         # The median of the last three: one spike while off must not follow the device into
         # its next run.
         residual = sorted((a, b, c))[1]
-        now = peers.shared(self.group, _names(name, "off")[0])
+        now = peers.shared(self.group, off_key)
         shared = 0.0
         if not (math.isnan(now) or math.isnan(then)):
             residual -= then
