@@ -118,6 +118,8 @@ def test_checkpoint_restores_learned_state() -> None:
     fresh.restore(saved)
     assert fresh.learned_samples("d") == stage.learned_samples("d")
     assert fresh.learned_samples("d")["m"] == int(2 * DAY / STEP)
+    # Whom it is compared with when too few of its model are around survives too.
+    assert fresh._devices["d"].kin == stage._devices["d"].kin == "metrics:m"
     assert len(saved["d"]) < 4096
 
 

@@ -408,6 +408,34 @@ def test_a_device_without_operating_states_is_compared_with_its_twins_that_have_
     assert peers.adjust("HB", "cell_temp|on", "twin1", 9.0, 600.0) == 9.0
 
 
+def test_too_few_of_a_model_in_a_state_are_compared_with_devices_reporting_the_same_metrics() -> (
+    None
+):
+    # Three HB-10 and three HB-13 batteries are charging on a sunny day, all 40 % fuller than
+    # usual: too few of either model to compare with, but the six report the same metrics.
+    # The sunshine is theirs in common, not a fault of each; one battery 40 % off while the
+    # others are not still stands out.
+    peers = FleetPeers(min_peers=5)
+    kin = "metrics:current_a,soc_pct"
+    adjusted: dict[str, float] = {}
+    for ts in (0.0, 300.0):
+        for i in range(6):
+            model = "HB-10" if i < 3 else "HB-13"
+            adjusted[f"hb{i}"] = peers.adjust(
+                model, "soc_pct|on", f"hb{i}", 40.0 + 0.1 * i, ts, scale=2.0, kin=kin
+            )
+    assert max(abs(v) for v in adjusted.values()) < 1.0
+    # Without the kin (a model on its own), the same move is the device's own.
+    assert peers.adjust("HB-10", "soc_pct|on", "hb0", 40.0, 600.0, scale=2.0) == 40.0
+    alone = 0.0
+    for ts in (900.0, 1200.0):
+        for i in range(1, 6):
+            model = "HB-10" if i < 3 else "HB-13"
+            peers.adjust(model, "soc_pct|on", f"hb{i}", 0.5 * i, ts, scale=2.0, kin=kin)
+        alone = peers.adjust("HB-10", "soc_pct|on", "hb0", 40.0, ts, scale=2.0, kin=kin)
+    assert alone > 20.0
+
+
 def _charger(
     resistance: float, swings: list[float]
 ) -> Callable[[float, random.Random], dict[str, float]]:

@@ -115,6 +115,7 @@ class DeviceState:
         "group",
         "interval",
         "joint",
+        "kin",
         "load",
         "load_ts",
         "model",
@@ -128,6 +129,9 @@ class DeviceState:
         self.model = model
         self.group = group or model
         """Whom the device is compared with and borrows a cold-start prior from: its model."""
+        self.kin = ""
+        """Whom it is compared with when too few of its model are around: the devices that
+        report the same metrics (set by the detect stage when the device names its model)."""
         self._settings = settings
         self._learning_s = settings.learning_hours * 3600.0
         self._prior = prior
@@ -213,7 +217,13 @@ class DeviceState:
             # The surroundings are context, not health: a cold week is not the device's fault.
             if warm and (tracker.prior or not learning) and name != ctx_name:
                 deviation = peers.adjust(
-                    self.group, key, device_id, smoothed, ts, scale=baseline.floor_scale()
+                    self.group,
+                    key,
+                    device_id,
+                    smoothed,
+                    ts,
+                    scale=baseline.floor_scale(),
+                    kin=self.kin,
                 )
                 # Calm peers magnify a deviation to catch a drift early, but whether the
                 # baseline may keep learning is judged in the device's own spreads: a level
@@ -518,6 +528,7 @@ class DeviceState:
         return {
             "model": self.model,
             "g": self.group,
+            "kn": self.kin,
             "duty": self.duty.to_state(),
             "iv": self.interval.to_state(),
             "bs": self.bucket_s,
@@ -555,6 +566,8 @@ class DeviceState:
         cls, state: dict[str, Any], settings: DetectSettings, prior: Prior | None = None
     ) -> DeviceState:
         device = cls(str(state["model"]), settings, prior, str(state.get("g", "")))
+        # Older checkpoints have none: the detect stage sets it from the next message.
+        device.kin = str(state.get("kn", ""))
         if state["metrics"]:
             # Known before the first message: it decides how long running baselines warm up.
             device.context = context_metric([k.partition("|")[0] for k in state["metrics"]])

@@ -64,14 +64,19 @@ class FleetPeers:
         ts: float,
         *,
         scale: float = 1.0,
+        kin: str = "",
     ) -> float:
         """Record ``deviation`` (in the device's own spreads, ``scale`` each) at ``ts``;
         return it relative to the peers' median and scatter, in the device's own spreads.
 
         The peers are compared in the metric's own units: a warm front lifts every charger's
         connector by the same degrees, which is many spreads for a charger with a tight
-        baseline and few for one with a loose baseline. Without enough recent peers the
-        deviation is returned as it is.
+        baseline and few for one with a loose baseline.
+
+        When too few of the model's devices are heard from in this state right now (three of
+        seven batteries charging), the devices of ``kin`` (those reporting the same metrics,
+        of whatever model) are the peers. Without enough of those either, the deviation is
+        returned as it is.
         """
         # Written out without max/min/abs calls: this runs for every metric of every message.
         own = deviation * scale
@@ -83,6 +88,12 @@ class FleetPeers:
             # compared with every state of the others (a warm front moves the metric in each
             # by the same degrees); the states themselves keep their own peers.
             self._record(model, base, device_id, own, ts)
+        if kin:
+            wider = self._record(kin, metric, device_id, own, ts)
+            if state:
+                self._record(kin, base, device_id, own, ts)
+            if math.isnan(group.median):
+                group = wider
         median = group.median
         self.gain = 1.0
         if math.isnan(median):  # too few recent peers

@@ -49,6 +49,8 @@ class DetectStage:
                 )
             elif model and device.model != model:
                 device.model = model
+            if model and not device.kin:
+                device.kin = peer_group(msg.metrics)
             signals = device.observe(msg.device_id, msg.ts, msg.metrics, self._peers)
             self._heard[msg.device_id] = msg.received or msg.ts
             self._dirty.setdefault(msg.device_id)
