@@ -436,6 +436,56 @@ def test_too_few_of_a_model_in_a_state_are_compared_with_devices_reporting_the_s
     assert alone > 20.0
 
 
+def test_a_metric_that_swings_far_on_every_device_must_move_further_to_count() -> None:
+    # Six batteries whose charge wanders ±6 spreads from its baseline, each with its own
+    # sunshine and habits: peers explain none of it, and the model's typical swing scales it
+    # back to a spread or two.
+    peers = FleetPeers(min_peers=5)
+    rng = random.Random(31)
+    adjusted: list[float] = []
+    for round_ in range(2 * 288):
+        for i in range(6):
+            value = peers.adjust("HB", "soc", f"hb{i}", rng.uniform(-6.0, 6.0), round_ * STEP)
+            if round_ >= 288:
+                adjusted.append(abs(value))
+    assert sum(adjusted) / len(adjusted) < 1.5
+
+
+def test_failing_devices_do_not_hide_themselves_by_raising_the_typical_swing() -> None:
+    # Three heat pumps of nine leak: their COP sits 4 spreads low for days. The other six are
+    # calm. What is typical of the model is what its median device does, so the leaks do not
+    # fade as the days pass.
+    peers = FleetPeers(min_peers=5)
+    rng = random.Random(32)
+    first = last = 0.0
+    for round_ in range(3 * 288):
+        for i in range(9):
+            leaking = i < 3
+            value = peers.adjust(
+                "HP", "cop", f"hp{i}", (-4.0 if leaking else 0.0) + rng.gauss(0, 0.3), round_ * STEP
+            )
+            if i == 0:
+                first, last = (value, value) if round_ == 10 else (first, value)
+    assert first < -4.0
+    assert last < 0.9 * first + 0.5
+
+
+def test_a_models_typical_swing_needs_the_word_of_enough_devices() -> None:
+    # Of nine heat pumps, two have no operating states (their "cop" has no "|on"), and both
+    # leak. The seven with states count among their peers but swing in their own keys: the two
+    # alone must not make a 6-spread move typical of the model.
+    peers = FleetPeers(min_peers=5)
+    rng = random.Random(33)
+    value = 0.0
+    for round_ in range(3 * 288):
+        ts = round_ * STEP
+        for i in range(7):
+            peers.adjust("HP", "cop|on", f"twin{i}", rng.gauss(0, 0.3), ts)
+        for i in range(2):
+            value = peers.adjust("HP", "cop", f"stateless{i}", -6.0 + rng.gauss(0, 0.3), ts)
+    assert value < -6.0
+
+
 def _charger(
     resistance: float, swings: list[float]
 ) -> Callable[[float, random.Random], dict[str, float]]:

@@ -29,20 +29,23 @@ MIN_SPREAD = 0.5
 _TYPICAL = 1.0
 """Typical size of a healthy metric's relative deviation; metrics that swing more are scaled."""
 _CLIP = 10.0
-_MEMORY_ROUNDS = 288.0
-"""How many rounds of the model's messages the typical-swing estimate averages (about a day
-of five-minute telemetry)."""
+_MEMORY = 288.0
+"""How many of a device's messages its typical-swing estimate averages (about a day of
+five-minute telemetry)."""
 
 
 class _Peers:
-    __slots__ = ("latest", "median", "spread", "stale", "swing")
+    __slots__ = ("latest", "median", "spread", "stale", "swing", "swings")
 
     def __init__(self) -> None:
         self.latest: dict[str, tuple[float, float]] = {}
         self.median = 0.0
         self.spread = MIN_SPREAD
         self.stale = 0
+        self.swings: dict[str, float] = {}
+        """Each device's typical relative deviation (clipped, about a day's average)."""
         self.swing = 0.0
+        """The median device's: what is typical of the metric on this model."""
 
 
 class FleetPeers:
@@ -115,13 +118,16 @@ class FleetPeers:
             self.gain = scale / divisor
         relative = (own - shared) / divisor
         # Some metrics swing far from their baseline as a matter of course (a battery's charge
-        # on a cloudy week, a charger's sessions): the whole model's typical swing says how
-        # much, and such a metric must move correspondingly further to count. Clipped, so one
-        # failing device cannot hide itself by raising the fleet's typical swing.
+        # on a cloudy week, a charger's sessions): the model's typical swing says how much,
+        # and such a metric must move correspondingly further to count. Typical is the median
+        # device's swing, so that failing devices cannot hide themselves by raising it: when
+        # the swing was the average over the group, three leaking heat pumps of nine tripled
+        # it within days, and the leaks read a third of their size.
         size = relative if relative >= 0.0 else -relative
+        swings = group.swings
+        own_swing = swings.get(device_id, 0.0)
+        swings[device_id] = own_swing + ((size if size < _CLIP else _CLIP) - own_swing) / _MEMORY
         swing = group.swing
-        swing += ((size if size < _CLIP else _CLIP) - swing) / (_MEMORY_ROUNDS * len(group.latest))
-        group.swing = swing
         return relative if swing <= _TYPICAL else relative * _TYPICAL / swing
 
     def shared(self, model: str, metric: str) -> float:
@@ -154,16 +160,33 @@ class FleetPeers:
         mad = _median([abs(v - median) for v in recent])
         group.median = median
         group.spread = 1.4826 * mad
+        # Typical needs the word of enough devices: a device's state-less twins alone (two
+        # heat pumps of nine, both leaking) do not say what is typical of the model. Those
+        # missing count as swinging typically.
+        swings = list(group.swings.values())
+        if len(swings) < self._min_peers:
+            swings += [_TYPICAL] * (self._min_peers - len(swings))
+        group.swing = _median(swings)
 
     def to_state(self) -> dict[str, Any]:
-        return {"groups": [[m, k, g.latest, g.swing] for (m, k), g in self._groups.items()]}
+        return {
+            "groups": [
+                [m, k, g.latest, {d: round(w, 3) for d, w in g.swings.items()}]
+                for (m, k), g in self._groups.items()
+            ]
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self._groups = {}
-        for model, metric, latest, swing in state.get("groups", []):
+        for model, metric, latest, swings in state.get("groups", []):
             group = self._groups[(model, metric)] = _Peers()
-            group.swing = float(swing)
             group.latest = {str(d): (float(v), float(t)) for d, (v, t) in latest.items()}
+            # Older checkpoints kept one swing for the whole group: each device starts there.
+            group.swings = (
+                {str(d): float(w) for d, w in swings.items()}
+                if isinstance(swings, dict)
+                else dict.fromkeys(group.latest, float(swings))
+            )
             if group.latest:
                 self._recompute(group, max(t for _, t in group.latest.values()))
 
