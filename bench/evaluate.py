@@ -13,9 +13,10 @@ The shipped rules were tuned on seeds 1, 5 and 6: report on other seeds. Check a
 candidate with ``--days 60`` too: some false alarms only come in a fleet's second month (a
 peer floor of 0.4 looked free of them on 30 days and gave six on 60).
 
-The wide CSV names no model, so peers are grouped by metric set (both pump models together) and
-no device starts from its model's prior. ``--payloads`` backtests the devices' JSON payloads
-instead, model included, as the daemon receives them.
+The telemetry file is the devices' JSON payloads, model included, as the daemon receives them
+(peers per model, cold-start priors from the model's devices). ``--csv`` backtests the wide CSV
+instead, which names no model: peers are then grouped by metric set (both pump models
+together) and no device starts from its model's prior. Notes before 2026-11-25 quote the CSV.
 """
 
 from __future__ import annotations
@@ -271,10 +272,10 @@ def main() -> None:
         "--kinds", default="", help="comma-separated product kinds to keep (default: all)"
     )
     parser.add_argument(
-        "--payloads",
+        "--csv",
         action="store_true",
-        help="backtest JSON Lines payloads, which name each device's model as it does live "
-        "(peers per model, cold-start priors); default: the wide CSV, which does not",
+        help="backtest the wide CSV, which names no model (peers by metric set, no priors); "
+        "default: the devices' JSON payloads, which name it as they do live",
     )
     args = parser.parse_args()
     # Refused rows (the simulator's late and duplicate messages) are counted, not narrated.
@@ -294,7 +295,7 @@ def main() -> None:
             workdir=Path(tmp),
             rules_dir=args.rules,
             kinds=frozenset(k for k in args.kinds.split(",") if k),
-            payloads=args.payloads,
+            payloads=not args.csv,
         )
         results = list(pool.map(one_seed, seeds))
     report([(result, truth) for result, truth, _ in results])
