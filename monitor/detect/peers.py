@@ -91,12 +91,17 @@ class FleetPeers:
             # compared with every state of the others (a warm front moves the metric in each
             # by the same degrees); the states themselves keep their own peers.
             self._record(model, base, device_id, own, ts)
+        floor = MIN_SPREAD * scale
         if kin:
             wider = self._record(kin, metric, device_id, own, ts)
             if state:
                 self._record(kin, base, device_id, own, ts)
             if math.isnan(group.median):
                 group = wider
+                # Devices of other models explain what they share, but they are not twins
+                # calm enough to magnify a deviation: healthy chargers of the small model,
+                # magnified against the large one's, read "hot" in a fleet's second month.
+                floor = scale
         median = group.median
         self.gain = 1.0
         if math.isnan(median):  # too few recent peers
@@ -112,7 +117,7 @@ class FleetPeers:
             shared = median if median < own else own
         else:
             shared = median if median > own else own
-        floor, spread = MIN_SPREAD * scale, group.spread
+        spread = group.spread
         divisor = spread if spread > floor else floor
         if divisor < scale:
             self.gain = scale / divisor
