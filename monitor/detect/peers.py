@@ -93,9 +93,10 @@ class FleetPeers:
             self._record(model, base, device_id, own, ts)
         floor = MIN_SPREAD * scale
         if kin:
+            # Not also under the metric across states, as for the model: a device without
+            # states that lacks peers of its model is rare, and the record cost a tenth of
+            # detection's time.
             wider = self._record(kin, metric, device_id, own, ts)
-            if state:
-                self._record(kin, base, device_id, own, ts)
             if math.isnan(group.median):
                 group = wider
                 # Devices of other models explain what they share, but they are not twins
