@@ -12,7 +12,8 @@ that it is seen early. Whether its baseline may keep learning is judged without 
 magnification (:attr:`FleetPeers.gain`). Only peers heard from recently take part, so
 devices that are off or silent do not anchor the comparison. Peers are kept per metric and
 operating state, and per metric across states, so that a device without states still has
-peers among its twins that have them.
+peers among its twins that have them. Where too few of a model are heard from in a state, the
+devices that report the same metrics (its kin, of any model) are compared with instead.
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ class FleetPeers:
         # on a cloudy week, a charger's sessions): the model's typical swing says how much,
         # and such a metric must move correspondingly further to count. Typical is the median
         # device's swing, so that failing devices cannot hide themselves by raising it: when
-        # the swing was the average over the group, three leaking heat pumps of nine tripled
-        # it within days, and the leaks read a third of their size.
+        # the swing was the average over the group, leaking heat pumps raised it from 1 to
+        # nearly 5 within days, and a leak read a fifth of its size.
         size = relative if relative >= 0.0 else -relative
         swings = group.swings
         own_swing = swings.get(device_id, 0.0)
