@@ -57,14 +57,14 @@ def evaluate_seed(
     workdir: Path,
     rules_dir: Path | None = None,
     kinds: frozenset[str] = frozenset(),
-    payloads: bool = False,
+    wide_csv: bool = False,
 ) -> tuple[Score, dict[str, Any], list[dict[str, str]]]:
     fleet = build_fleet(seed, devices, days, step=300.0, start=START)
     if kinds:
         # Peers and fleet incidents are per model, and each device's series has its own
         # random stream: a kind's figures are the same as in the whole fleet, in less time.
         fleet.devices = [d for d in fleet.devices if d.product.kind in kinds]
-    telemetry = workdir / f"telemetry-{seed}.{'jsonl' if payloads else 'csv'}"
+    telemetry = workdir / f"telemetry-{seed}.{'csv' if wide_csv else 'jsonl'}"
     write_fleet(fleet, telemetry)
     settings = Settings(database=DatabaseSettings(url=f"sqlite:///{workdir}/seed-{seed}.db"))
     cases_csv = workdir / f"cases-{seed}.csv"
@@ -295,7 +295,7 @@ def main() -> None:
             workdir=Path(tmp),
             rules_dir=args.rules,
             kinds=frozenset(k for k in args.kinds.split(",") if k),
-            payloads=not args.csv,
+            wide_csv=args.csv,
         )
         results = list(pool.map(one_seed, seeds))
     report([(result, truth) for result, truth, _ in results])
