@@ -58,8 +58,9 @@ def evaluate_seed(
     rules_dir: Path | None = None,
     kinds: frozenset[str] = frozenset(),
     wide_csv: bool = False,
+    start: float = START,
 ) -> tuple[Score, dict[str, Any], list[dict[str, str]]]:
-    fleet = build_fleet(seed, devices, days, step=300.0, start=START)
+    fleet = build_fleet(seed, devices, days, step=300.0, start=start)
     if kinds:
         # Peers and fleet incidents are per model, and each device's series has its own
         # random stream: a kind's figures are the same as in the whole fleet, in less time.
@@ -108,29 +109,29 @@ def report_details(results: list[tuple[Score, dict[str, Any], list[dict[str, str
     case: where to start tracing."""
     print("\nfalse alarms and faults not caught in time:")
     for result, truth, rows in results:
-        seed = truth["seed"]
+        seed, start = truth["seed"], truth["start"]
         rule_of = {(r["device_id"], float(r["opened_at"])): r["rule"] for r in rows}
         for case in result.cases:
             if case.outcome == "false_alarm":
                 kind = truth["devices"][case.device_id]["kind"]
                 print(
                     f"  seed {seed} false alarm  {case.device_id:10} {kind:13} day "
-                    f"{(case.opened_at - START) / DAY:5.1f}  "
+                    f"{(case.opened_at - start) / DAY:5.1f}  "
                     f"{rule_of.get((case.device_id, case.opened_at), '?'):32} "
                     f"near {case.nearest_benign or '-'}"
                 )
         for fault in result.fault_outcomes:
             if fault.outcome != "caught":
                 when = (
-                    f"case day {(fault.first_case - START) / DAY:5.1f}"
+                    f"case day {(fault.first_case - start) / DAY:5.1f}"
                     if fault.first_case is not None
                     else "no case"
                 )
                 print(
                     f"  seed {seed} {fault.outcome:11}  {fault.device_id:10} {fault.fault:17} "
                     f"onset day "
-                    f"{(fault.onset - START) / DAY:5.1f}, failure day "
-                    f"{(fault.failure - START) / DAY:5.1f}, {when}"
+                    f"{(fault.onset - start) / DAY:5.1f}, failure day "
+                    f"{(fault.failure - start) / DAY:5.1f}, {when}"
                 )
 
 
@@ -277,6 +278,13 @@ def main() -> None:
         help="backtest the wide CSV, which names no model (peers by metric set, no priors); "
         "default: the devices' JSON payloads, which name it as they do live",
     )
+    parser.add_argument(
+        "--start",
+        type=float,
+        default=START,
+        help="the fleet's first timestamp (epoch seconds): another start brings every device "
+        "online at another hour of its day (the demo's fleet starts 30 days before now)",
+    )
     args = parser.parse_args()
     # Refused rows (the simulator's late and duplicate messages) are counted, not narrated.
     logging.getLogger("monitor").setLevel(logging.ERROR)
@@ -296,6 +304,7 @@ def main() -> None:
             rules_dir=args.rules,
             kinds=frozenset(k for k in args.kinds.split(",") if k),
             wide_csv=args.csv,
+            start=args.start,
         )
         results = list(pool.map(one_seed, seeds))
     report([(result, truth) for result, truth, _ in results])

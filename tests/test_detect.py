@@ -266,6 +266,49 @@ def test_a_device_without_a_duty_metric_that_stops_has_its_power_as_its_standby_
     assert battery.standby == "soc"
 
 
+def test_a_battery_that_came_online_at_night_finds_its_rests_after_a_whole_day() -> None:
+    # Online at 21:00: discharging until 09:00 the next morning, its current never near zero
+    # in the first half day. It rests between charging and discharging in the afternoon; a
+    # whole day shows that, and its states are learned again from there (an idle day is
+    # then a rest, not a charge stuck far from the night's usual level).
+    rng = random.Random(3)
+
+    def battery(hour: float) -> dict[str, float]:
+        h = hour % 24
+        if h < 9 or h >= 21:
+            amps = -12.0
+        elif h < 15:
+            amps = 40.0
+        elif h < 17:
+            amps = 0.0
+        else:
+            amps = -25.0
+        return {"current_a": amps + rng.gauss(0, 0.3), "soc_pct": 50.0 + rng.gauss(0, 5)}
+
+    duty = DutyCycle(decide_after=144)
+    hours = [21.0 + i * STEP / 3600.0 for i in range(288)]
+    for hour in hours[:144]:
+        duty.observe(battery(hour))
+    assert duty.metric is None  # half a day of steady discharge: no rest seen
+    saved = duty.to_state()
+    restored = DutyCycle(decide_after=144)
+    restored.load_state(saved)
+    for hour in hours[144:]:
+        for d in (duty, restored):
+            d.observe(battery(hour))
+    for d in (duty, restored):
+        assert d.metric == "current_a"
+        assert d.rescaled  # what was learned without states mixes both: learn again
+        assert d.observe({"current_a": 0.1, "soc_pct": 62.5}) == "off"
+        assert d.observe({"current_a": -20.0, "soc_pct": 60.0}) == "on"
+    # A one-way metric that never stopped in half a day keeps its standby metric instead (a
+    # heat pump through a cold night; its idle day is told by its power stopping).
+    pump = DutyCycle(decide_after=144)
+    for i in range(288):
+        pump.observe({"power_kw": 2.0 + math.sin(i / 20) + (0.0 if 150 < i < 200 else 1.0)})
+    assert (pump.metric, pump.standby) == (None, "power_kw")
+
+
 def test_one_reading_above_the_full_scale_does_not_make_every_later_run_a_part_load() -> None:
     # A charger at its full 32 A, then one spike of 46 A (well within "three times the largest
     # so far", so not refused as a spike outright). Taken for the full scale, every later

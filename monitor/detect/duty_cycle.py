@@ -35,6 +35,9 @@ _MIN_SHARE, _MAX_SHARE = 0.05, 0.95
 """A duty metric must be off, and on, at least 5 % of the time."""
 _STOPPED = 3
 """Readings in a row near zero that show a device without a duty metric stopping."""
+_SECOND_LOOK = 2
+"""A device without an on/off metric after its first decision is looked at again after this
+many times as many readings: a whole day, every hour of its daily cycle."""
 
 
 class DutyCycle:
@@ -46,6 +49,7 @@ class DutyCycle:
         "_higher",
         "_higher_min",
         "_idle",
+        "_second",
         "_stats",
         "decided",
         "fraction",
@@ -77,6 +81,13 @@ class DutyCycle:
         self._idle: dict[str, list[float]] = {}
         """On a device without a duty metric: per never-negative metric, its full scale and
         how many readings in a row it has been near zero."""
+        self._second: dict[str, list[float]] = {}
+        """On a device whose first half day showed no on/off metric: the tally of its metrics
+        that run both ways (a battery's current), kept for a second decision after a whole
+        day. Such a metric rests near zero only where it turns: a battery that came online at
+        night discharged steadily until morning, and rests between charging and discharging
+        in the afternoon. (A one-way metric that never stopped in half a day is a heat pump
+        through a cold night, and has its standby metric.)"""
         self.rescaled = False
         """Set when the full scale turned out to be many times what the decision saw: a
         charger with no car in its first half day split its idle noise into "on" and "off".
@@ -87,6 +98,8 @@ class DutyCycle:
         if not self.decided:
             self._learn(metrics)
             return self.state
+        if self._second:
+            self._look_again(metrics)
         if self.metric is not None and self.metric in metrics:
             magnitude = abs(metrics[self.metric])
             scale = self._rescale(self._stats[self.metric], magnitude)
@@ -173,30 +186,31 @@ class DutyCycle:
 
     def _learn(self, metrics: dict[str, float]) -> None:
         self.n += 1
-        for name, value in metrics.items():
-            # zero count, total, max |x|, min x
-            stats = self._stats.setdefault(name, [0.0, 0.0, 0.0, value])
-            stats[2] = max(stats[2], abs(value))
-            stats[3] = min(stats[3], value)
-            stats[1] += 1
-            if abs(value) <= _NEAR_ZERO * stats[2]:
-                stats[0] += 1
+        _tally(self._stats, metrics)
         if self.n >= self._decide_after:
             self._decide()
+
+    def _look_again(self, metrics: dict[str, float]) -> None:
+        """Decide once more after a whole day; until then the device runs without states."""
+        self.n += 1
+        _tally(self._second, {k: v for k, v in metrics.items() if k in self._second})
+        if self.n < _SECOND_LOOK * self._decide_after:
+            return
+        metric = _duty_metric(self._second)
+        if metric is not None:
+            self.metric, self.standby, self._idle = metric, None, {}
+            self._stats = {metric: self._second[metric]}
+            self.state = "on"
+            self.rescaled = True  # what was learned without states mixes both: learn again
+        self._second = {}
 
     def _decide(self) -> None:
         # The weather is not the device: an outdoor temperature above zero all of the first
         # day is no standby draw, and an idle day read through it is judged as a fault.
         self._stats = {k: v for k, v in self._stats.items() if not is_context(k)}
-        shares = {
-            name: zeros / total
-            for name, (zeros, total, *_) in self._stats.items()
-            if total and _MIN_SHARE <= zeros / total <= _MAX_SHARE
-        }
-        # The metric that is zero most often is the cleanest switch (flow, not the vibration
-        # that lingers while a pump runs down); ties go by name, so the choice is deterministic.
-        self.metric = min(shares, key=lambda n: (-shares[n], n)) if shares else None
+        self.metric = _duty_metric(self._stats)
         if self.metric is None:
+            self._second = {k: list(v) for k, v in self._stats.items() if v[3] < 0}
             # Never negative and never near zero so far, but the widest relative range: the
             # metric that follows how hard the device works (power, current).
             ranges = {
@@ -221,6 +235,7 @@ class DutyCycle:
             "b": self.standby,
             "s": self._stats,
             "i": self._idle,
+            "2": self._second,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -230,7 +245,31 @@ class DutyCycle:
         self.standby = state.get("b")
         self._stats = {str(k): [float(x) for x in v] for k, v in state["s"].items()}
         self._idle = {str(k): [float(x) for x in v] for k, v in state.get("i", {}).items()}
+        self._second = {str(k): [float(x) for x in v] for k, v in state.get("2", {}).items()}
         self.state = "on" if self.metric is not None else ""
+
+
+def _tally(stats: dict[str, list[float]], metrics: dict[str, float]) -> None:
+    for name, value in metrics.items():
+        # zero count, total, max |x|, min x
+        seen = stats.setdefault(name, [0.0, 0.0, 0.0, value])
+        seen[2] = max(seen[2], abs(value))
+        seen[3] = min(seen[3], value)
+        seen[1] += 1
+        if abs(value) <= _NEAR_ZERO * seen[2]:
+            seen[0] += 1
+
+
+def _duty_metric(stats: dict[str, list[float]]) -> str | None:
+    """The metric near zero for a share of the time that makes an on/off switch, if any."""
+    shares = {
+        name: zeros / total
+        for name, (zeros, total, *_) in stats.items()
+        if total and _MIN_SHARE <= zeros / total <= _MAX_SHARE and not is_context(name)
+    }
+    # The metric that is zero most often is the cleanest switch (flow, not the vibration
+    # that lingers while a pump runs down); ties go by name, so the choice is deterministic.
+    return min(shares, key=lambda n: (-shares[n], n)) if shares else None
 
 
 def _follow_scale(stats: list[float], magnitude: float) -> float:
