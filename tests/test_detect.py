@@ -131,6 +131,35 @@ def test_gap_does_not_poison_the_baseline() -> None:
     assert max(s.deviation for s in out) < 3.5
 
 
+def test_one_spike_after_a_gap_does_not_read_as_a_lasting_deviation() -> None:
+    # A state seen only a few hours a day (a battery's afternoon rest) starts every visit
+    # after a gap, when the first reading weighs more. One spike there, held until the next
+    # visit, read as five spreads off for six hours: a case on a healthy battery.
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(11)
+    feed(stage, "d", 4, daily, rng)
+    after_gap = 4 * DAY + 6 * 3600.0
+    spike = stage.run([Telemetry("d", after_gap, {"m": daily(after_gap) + 500.0}, model="M")])
+    assert abs(spike[0].deviation) < 2.5
+    out = feed(stage, "d", 0.5, daily, rng, t0=after_gap + STEP)
+    assert max(abs(s.deviation) for s in out) < 2.5
+
+
+def test_a_deviation_that_ends_fades_at_the_smoothing_rate() -> None:
+    # Far-off readings pull the smoothed deviation out a bounded step at a time (a spike must
+    # not carry it), but readings back on baseline are not held back: held both ways, a heat
+    # pump's compressor swinging to the limit and back each hour never came back.
+    stage = DetectStage(DetectSettings())
+    rng = random.Random(12)
+    feed(stage, "d", 4, daily, rng)
+    away = feed(stage, "d", 3 / 24, lambda ts: daily(ts) + 60.0, rng, t0=4 * DAY)
+    peak = away[-1].deviation
+    assert peak > 10.0
+    back = feed(stage, "d", 1 / 24, daily, rng, t0=4 * DAY + 3 * 3600.0)
+    # An hour is twelve readings of a one-hour half-life's smoothing: about half remains.
+    assert back[-1].deviation < 0.56 * peak
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=200))
 def test_baseline_scores_are_finite_and_bounded(values: list[float]) -> None:

@@ -64,6 +64,10 @@ _SPARSE_SEASON_PRIOR = 12
 others (a charger's hour a day fills each hour from a handful of session starts)."""
 _RECENT_S = 24 * 3600.0
 """How long a metric's signal from the other operating state still counts."""
+_STEP_Z = 8.0
+"""The most one reading may pull the smoothed deviation away from baseline, in spreads: a spike
+of 30 spreads, the first reading of a battery's afternoon rest, moved it 5 spreads at once
+(a first reading after a gap weighs more) and held it there until the next rest, 6 h on."""
 
 
 class Explained(NamedTuple):
@@ -206,9 +210,10 @@ class DeviceState:
                 zs[name] = z
             # After a gap the first sample is still one sample: it must not set the level alone.
             dt = ts - tracker.last_ts
-            smoothed = tracker.smoothed
-            smoothed += decay(dt if dt < smoothing_cap else smoothing_cap, smoothing_s) * (
-                z - smoothed
+            smoothed = _smooth(
+                tracker.smoothed,
+                z,
+                decay(dt if dt < smoothing_cap else smoothing_cap, smoothing_s),
             )
             tracker.smoothed = smoothed
             tracker.last_ts = ts
@@ -615,3 +620,17 @@ def _nan(rest: list[Any]) -> float:
 
 def _sig(x: float) -> float:
     return float(f"{x:.5g}")
+
+
+def _smooth(smoothed: float, z: float, weight: float) -> float:
+    """The smoothed deviation after one reading's ``z``, of ``weight``. A reading further
+    from baseline pulls it out at most :data:`_STEP_Z`; one coming back is not held back:
+    held both ways, a healthy heat pump's compressor swinging to the limit and back each
+    hour never came back, and read as far off all day."""
+    step = z - smoothed
+    if (z if z >= 0.0 else -z) > (smoothed if smoothed >= 0.0 else -smoothed):
+        if step > _STEP_Z:
+            step = _STEP_Z
+        elif step < -_STEP_Z:
+            step = -_STEP_Z
+    return smoothed + weight * step

@@ -22,12 +22,15 @@ from typing import Any
 _LN2 = math.log(2.0)
 _HOURS = 24
 _MAX_STEP_S = 6 * 3600.0
+_HOUR_S = 3600.0
 _MAX_Z = 20.0
 _SETTLED_HL_S = 30 * 86400.0
 _WIDEN = 1.5
 """How many times its settled value a spread may grow to (2 let seed 5's hp-0034 leak go
 unreported until after failure on a 60-day fleet; 1.5 caught it with no other change on the
 tuning and report seeds)."""
+_SEASON_CLIP = 10.0
+"""How many times the level's clip (three spreads) one reading may move its hour's profile by."""
 _NEIGHBOURS = ((-2, 1.0), (-1, 2.0), (0, 3.0), (1, 2.0), (2, 1.0))
 """Hours either side of an hour, and their weight, in the smoothed daily cycle: it keeps
 95 % of a daily cosine's amplitude."""
@@ -143,7 +146,10 @@ class SeasonalBaseline:
         a_level = max(decay(dt, self._level_hl), catch_up)
         a_scale = max(decay(dt, self._level_hl / 4.0), catch_up)
         seen = self.season_n[hour] + self._season_prior
-        a_season = max(decay(dt, self._season_hl), 1.0 / (seen + 1))
+        # An hour's profile learns from at most an hour of elapsed time: after a gap of six
+        # hours the first reading weighed a quarter, and one spike there moved its hour's
+        # profile by twelve spreads (every later reading at that hour read low).
+        a_season = max(decay(min(dt, _HOUR_S), self._season_hl), 1.0 / (seen + 1))
         level = self.level
         residual = value - level - season[hour]
         # Outliers do not teach the spread: neither a spike nor a fault creeping up may widen
@@ -163,7 +169,14 @@ class SeasonalBaseline:
             residual = max(-limit, min(limit, residual))
         level += a_level * residual
         self.level = level
-        season[hour] += a_season * (value - level - season[hour])
+        seasonal = value - level - season[hour]
+        if n >= self._warmup:
+            # Clipped too, far more loosely than the level: a heat pump's hour still adapting
+            # to the weather after its first week moves by 15 spreads and more, a spike by
+            # hundreds.
+            wide = _SEASON_CLIP * limit
+            seasonal = -wide if seasonal < -wide else wide if seasonal > wide else seasonal
+        season[hour] += a_season * seasonal
         self.season_n[hour] += 1
         self.last_ts = ts
         self.n = n + 1
