@@ -261,6 +261,31 @@ def test_a_rows_size_bound_is_never_below_its_payload(
             assert message.size_bound >= len(message.raw().payload)
 
 
+_LITERALS = (
+    st.floats().map(json.dumps)
+    | st.integers().map(str)
+    | st.text(max_size=20).map(lambda t: json.dumps(t, ensure_ascii=False))
+    | st.sampled_from(["1e5", "1E400", "-0", "1e15", "0.1e-3", "[1,2]", "{}", "null", "true"])
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=10), _LITERALS), max_size=5))
+def test_a_jsonl_lines_size_bound_is_never_below_its_payload(
+    tmp_path_factory: pytest.TempPathFactory, metrics: list[tuple[str, str]]
+) -> None:
+    # A JSONL line is handed over parsed, as a CSV row is; written compactly, its payload
+    # re-serialises longer ("1e5" as "100000.0", a character outside the BMP as two escapes).
+    body = ",".join(f"{json.dumps(k, ensure_ascii=False)}:{v}" for k, v in metrics)
+    line = '{"device_id":"d1","ts":1,"metrics":{' + body + "}}"
+    telemetry = tmp_path_factory.mktemp("bound") / "telemetry.jsonl"
+    telemetry.write_text(line + "\n", encoding="utf-8")
+    for batch in read_telemetry(telemetry, "devices"):
+        for _, _, message in batch:
+            assert isinstance(message, ParsedMessage)
+            assert message.size_bound >= len(message.raw().payload)
+
+
 def test_a_case_records_when_the_rule_that_opened_it_cleared(tmp_path: Path) -> None:
     # A valve's pressure runs high for two hours, then back to normal: the case opened by
     # the rule stays open for support, and its history says when the condition cleared.
