@@ -65,9 +65,10 @@ others (a charger's hour a day fills each hour from a handful of session starts)
 _RECENT_S = 24 * 3600.0
 """How long a metric's signal from the other operating state still counts."""
 _STEP_Z = 8.0
-"""The most one reading may pull the smoothed deviation away from baseline, in spreads: a spike
-of 30 spreads, the first reading of a battery's afternoon rest, moved it 5 spreads at once
-(a first reading after a gap weighs more) and held it there until the next rest, 6 h on."""
+"""How far beyond the smoothed deviation a reading that pulls it away from baseline counts, in
+spreads (its weight then applies): a spike of 30 spreads, the first reading of a battery's
+afternoon rest, moved it 5 spreads at once (a first reading after a gap weighs more) and
+held it there until the next rest, 6 h on."""
 
 
 class Explained(NamedTuple):
