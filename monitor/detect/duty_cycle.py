@@ -261,11 +261,12 @@ def _tally(stats: dict[str, list[float]], metrics: dict[str, float]) -> None:
 
 
 def _duty_metric(stats: dict[str, list[float]]) -> str | None:
-    """The metric near zero for a share of the time that makes an on/off switch, if any."""
+    """The metric near zero for a share of the time that makes an on/off switch, if any
+    (``stats`` holds no context metric: :meth:`DutyCycle._decide` left them out)."""
     shares = {
         name: zeros / total
         for name, (zeros, total, *_) in stats.items()
-        if total and _MIN_SHARE <= zeros / total <= _MAX_SHARE and not is_context(name)
+        if total and _MIN_SHARE <= zeros / total <= _MAX_SHARE
     }
     # The metric that is zero most often is the cleanest switch (flow, not the vibration
     # that lingers while a pump runs down); ties go by name, so the choice is deterministic.

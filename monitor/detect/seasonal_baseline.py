@@ -175,7 +175,7 @@ class SeasonalBaseline:
             # to the weather after its first week moves by 15 spreads and more, a spike by
             # hundreds.
             wide = _SEASON_CLIP * limit
-            seasonal = -wide if seasonal < -wide else wide if seasonal > wide else seasonal
+            seasonal = max(-wide, min(wide, seasonal))
         season[hour] += a_season * seasonal
         self.season_n[hour] += 1
         self.last_ts = ts
